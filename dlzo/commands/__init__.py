@@ -1,0 +1,1 @@
+"""One module per ``dlzo`` subcommand (see :mod:`dlzo.cli`)."""

@@ -1,0 +1,33 @@
+"""Arguments shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from ..models import DEFAULT_MODEL, OFFLINE_MODELS
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"offline key ({', '.join(OFFLINE_MODELS)}), local folder, .gguf file or hub id "
+        f"(default: {DEFAULT_MODEL})",
+    )
+    parser.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16 or auto")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cuda if available)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+
+
+def resolve_device(device: str | None) -> str:
+    if device:
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def setup_torch(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
