@@ -204,6 +204,13 @@ def _gguf_cached_folder(gguf_path: Path) -> Path:
     return folder
 
 
+def pick_device(device: str | torch.device | None = None) -> str:
+    """``device`` as given, or the best available one (``cuda`` if present, else ``cpu``) when empty."""
+    if device:
+        return str(device)
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _device_kwargs(device: str | torch.device | None) -> dict:
     if device in (None, "cpu"):
         return {}
@@ -243,14 +250,14 @@ def load_model(
 ):
     """Load a causal LM and its tokenizer, in eval mode, with a pad token set.
 
-    ``device`` is ``"cpu"``, a CUDA device, or ``"auto"`` (``device_map="auto"`` to spread a model too
+    ``device`` is ``"cpu"``, a CUDA device, empty/None for the best available one, or ``"auto"`` (``device_map="auto"`` to spread a model too
     large for one GPU). Returns ``(model, tokenizer)``; ``model.dlzo_name`` holds ``name_or_path``.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     torch_dtype = resolve_dtype(dtype)
-    kwargs = {"dtype": torch_dtype, **_device_kwargs(device), **from_pretrained_kwargs}
+    kwargs = {"dtype": torch_dtype, **_device_kwargs(pick_device(device)), **from_pretrained_kwargs}
     bars_were_on = hf_logging.is_progress_bar_enabled()
     if not progress:
         hf_logging.disable_progress_bar()

@@ -28,7 +28,7 @@ import torch
 
 from .calibration import calibration_texts
 from .errors import DlzoError
-from .layers import decoder_layers, family, check_layer, layer_output
+from .layers import check_layer, decoder_layers, family, layer_output
 from .progress import progress_bar
 
 STRICT_RULE = {"min_abs": 100.0, "min_ratio": 1000.0}
@@ -108,7 +108,7 @@ class ActivationProfile:
                     "first_layer_min": self.first_outlier_layer(min_abs, r, "min"),
                 }
             )
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows).astype({"first_layer_mean": "Int64", "first_layer_min": "Int64"})
 
     def top_hidden_dims(self, layer: int, k: int = 5) -> pd.DataFrame:
         """Hidden dims of ``layer``'s output ranked by max |h| over tokens (mean over sequences)."""

@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from ..models import DEFAULT_MODEL, OFFLINE_MODELS
+from ..models import DEFAULT_MODEL, OFFLINE_MODELS, pick_device
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -23,9 +23,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_device(device: str | None) -> str:
-    if device:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return pick_device(device)
 
 
 def setup_torch(args: argparse.Namespace) -> None:

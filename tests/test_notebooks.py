@@ -1,0 +1,81 @@
+"""Notebooks: paired .py in sync, a papermill run of each with params/ci.yaml, committed outputs present.
+
+nbval (run by .ci/run on notebooks/ci/*.ipynb with --nbval-lax) compares the tagged summary cells of the
+CI snapshots; this file checks that those snapshots exist and were made from the current notebooks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+from dlzo.notebooks import declared_parameters, load_params, notebook_paths, run_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = notebook_paths()
+IDS = [p.stem for p in NOTEBOOKS]
+
+
+def code_and_markdown(nb) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source.strip()) for c in nb.cells
+            if "injected-parameters" not in c.metadata.get("tags", [])]
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS and NOTEBOOKS[0].name == "01_discovery.ipynb"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_paired_py_is_in_sync(path):
+    paired = path.with_suffix(".py")
+    assert paired.is_file(), f"{paired.name} missing: run jupytext --sync {path}"
+    assert code_and_markdown(jupytext.read(paired)) == code_and_markdown(jupytext.read(path)), (
+        f"{path.name} and {paired.name} differ: run `jupytext --sync {paired}`")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_parameters_cell_and_param_files(path):
+    nb = nbformat.read(path, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    declared = declared_parameters(path)
+    assignments = [line for line in tagged[0].source.splitlines() if re.match(r"^\w+\s*(:[^=]+)?=", line)]
+    assert len(declared) == len(assignments), "papermill could not parse every parameter line"
+    assert {"progress", "threads", "output_dir"} <= declared
+    for kind in ("ci", "full"):
+        assert set(load_params(kind)) & declared, f"params/{kind}.yaml sets nothing for {path.name}"
+    assert nb.metadata.kernelspec.name == "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_committed_notebook_carries_outputs_of_a_real_run(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code), "every code cell executed"
+    assert not any(o.get("output_type") == "error" for c in code for o in c.outputs)
+    text = json.dumps([o for c in code for o in c.outputs])
+    assert "device:" in text, "the run names its device"
+    assert any("image/png" in o.get("data", {}) for c in code for o in c.outputs), "figures inline as PNG"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_ci_snapshot_matches_the_notebook(path):
+    snapshot = ROOT / "notebooks" / "ci" / path.name
+    assert snapshot.is_file(), f"missing CI snapshot: dlzo notebooks {path.stem} --params ci"
+    assert code_and_markdown(nbformat.read(snapshot, as_version=4)) == code_and_markdown(
+        nbformat.read(path, as_version=4)), f"stale CI snapshot: rerun dlzo notebooks {path.stem} --params ci"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_executes_with_ci_parameters(path, tmp_path):
+    executed = run_notebook(path, params="ci", output=tmp_path / path.name, timeout=900)
+    nb = nbformat.read(executed, as_version=4)
+    assert nb.metadata.papermill.parameters["progress"] is False
+    figures = ROOT / load_params("ci")["output_dir"] / "figures"
+    assert any(figures.glob(f"{path.stem[:3]}*.png")), "the notebook saved its figures"
