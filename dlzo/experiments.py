@@ -1,0 +1,169 @@
+"""Declarative experiment grids that run resumably into one tidy results table.
+
+A grid is models × tasks × methods × seeds × (per-method) lr grid. Each run is a :class:`RunConfig`
+with a stable key; finished runs are appended as one JSON line each to a shard file of a results
+folder (``results/<sweep>/shard-<i>.jsonl``), so a sweep killed at any point resumes where it stopped,
+and several processes (``shard=(i, n)``) can fill one GPU side by side without sharing a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import DlzoError
+from .progress import progress_bar
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run. ``method`` names a recipe known to the runner; ``options`` refines it."""
+
+    model: str
+    task: str
+    method: str
+    seed: int = 0
+    lr: float = 0.0
+    eps: float = 1e-3
+    steps: int = 1000
+    batch_size: int = 16
+    eval_every: int = 250
+    options: tuple = field(default_factory=tuple)  # sorted (key, value) pairs, hashable
+
+    @staticmethod
+    def make(model: str, task: str, method: str, options: dict | None = None, **kwargs) -> RunConfig:
+        opts = tuple(sorted((options or {}).items()))
+        return RunConfig(model=model, task=task, method=method, options=opts, **kwargs)
+
+    @property
+    def opts(self) -> dict:
+        return dict(self.options)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["options"] = json.dumps(self.opts, sort_keys=True)
+        return d
+
+    @property
+    def key(self) -> str:
+        text = json.dumps(self.as_dict(), sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def expand_grid(models: Iterable[str], tasks: Iterable[str], methods: dict[str, dict], seeds: Iterable[int],
+                **common) -> list[RunConfig]:
+    """All runs of a grid. ``methods`` maps a method name to its settings: ``lr`` (a number or a list, the lr
+    grid), optional ``eps``, ``steps``, ``batch_size``, ``eval_every`` and any other key (kept as options)."""
+    runs = []
+    fields = {"eps", "steps", "batch_size", "eval_every"}
+    for model in models:
+        for task in tasks:
+            for method, spec in methods.items():
+                spec = dict(spec)
+                lrs = spec.pop("lr", [0.0])
+                lrs = lrs if isinstance(lrs, (list, tuple)) else [lrs]
+                settings = {**common, **{k: spec.pop(k) for k in list(spec) if k in fields}}
+                for seed in seeds:
+                    for lr in lrs:
+                        runs.append(RunConfig.make(model, task, method, options=spec, seed=int(seed),
+                                                   lr=float(lr), **settings))
+    keys = [r.key for r in runs]
+    if len(set(keys)) != len(keys):
+        raise DlzoError("The grid lists the same run twice; make method names or settings distinct.")
+    return runs
+
+
+class ResultsStore:
+    """A folder of JSONL shards holding one row per finished run (keyed by ``RunConfig.key``)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def _shards(self) -> list[Path]:
+        return sorted(self.folder.glob("shard-*.jsonl")) if self.folder.is_dir() else []
+
+    def rows(self) -> list[dict]:
+        rows = []
+        for shard in self._shards():
+            for number, line in enumerate(shard.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    warnings.warn(f"skipping a torn line {shard.name}:{number} (a run killed mid-write)", stacklevel=2)
+        return rows
+
+    def done_keys(self) -> set[str]:
+        return {row["key"] for row in self.rows() if "key" in row}
+
+    def table(self) -> pd.DataFrame:
+        rows = self.rows()
+        return pd.DataFrame(rows) if rows else pd.DataFrame()
+
+    def append(self, row: dict, shard: int = 0) -> None:
+        """Append one row durably (flush + fsync), starting a new line if a torn one precedes it."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"shard-{shard}.jsonl"
+        needs_newline = path.is_file() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+        with path.open("a") as handle:
+            if needs_newline:
+                handle.write("\n")
+            handle.write(json.dumps(row, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunConfig], dict],
+             shard: tuple[int, int] = (0, 1), time_budget_s: float | None = None, progress: bool = True) -> dict:
+    """Run every not-yet-finished run of this shard; stop starting new runs once ``time_budget_s`` is spent
+    (at least one run always starts, so every chunk of a long sweep makes progress).
+
+    ``run_fn(config) -> dict`` returns the run's metrics; the stored row is config + metrics + key.
+    Returns counts: ``{"done_before", "ran", "left"}``.
+    """
+    index, count = shard
+    if not 0 <= index < count:
+        raise DlzoError(f"Shard {index} of {count} does not exist; use 0..{count - 1}.")
+    mine = [r for i, r in enumerate(runs) if i % count == index]
+    done = store.done_keys()
+    todo = [r for r in mine if r.key not in done]
+    start = time.perf_counter()
+    ran = 0
+    bar = progress_bar(total=len(todo), enabled=progress, desc=f"runs (shard {index}/{count})", unit="run")
+    for config in todo:
+        if ran and time_budget_s is not None and time.perf_counter() - start > time_budget_s:
+            break
+        metrics = run_fn(config)
+        store.append({**config.as_dict(), **metrics, "key": config.key}, shard=index)
+        ran += 1
+        bar.update(1)
+    bar.close()
+    return {"done_before": len(mine) - len(todo), "ran": ran, "left": len(todo) - ran}
+
+
+def select_lr(df: pd.DataFrame, by: str = "dev_score", group: list[str] | None = None,
+              higher_is_better: bool | None = None) -> pd.DataFrame:
+    """Keep, per (model, task, method), the runs of the lr whose mean ``by`` over seeds is best on dev.
+
+    Test metrics never enter the choice. ``by="dev_loss"`` minimises, anything else maximises, unless
+    ``higher_is_better`` says otherwise.
+    """
+    group = group or ["model", "task", "method"]
+    if df.empty:
+        return df
+    if by not in df:
+        raise DlzoError(f"The results table has no column {by!r} to select the lr by.")
+    higher = (by != "dev_loss") if higher_is_better is None else higher_is_better
+    means = df.groupby(group + ["lr"], dropna=False)[by].mean().reset_index()
+    means = means.sort_values(group + [by, "lr"], ascending=[True] * len(group) + [not higher, True])
+    best = means.drop_duplicates(group, keep="first")[group + ["lr"]]
+    return df.merge(best, on=group + ["lr"], how="inner")

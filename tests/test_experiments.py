@@ -1,0 +1,85 @@
+import json
+
+import pandas as pd
+import pytest
+
+from dlzo.errors import DlzoError
+from dlzo.experiments import ResultsStore, RunConfig, expand_grid, run_grid, select_lr
+
+METHODS = {"full": {"lr": [1e-6, 1e-7], "eps": 1e-3}, "layer": {"lr": 1e-4, "layers": [11]}}
+
+
+def test_expand_grid_and_stable_keys():
+    runs = expand_grid(["m"], ["sst2", "rte"], METHODS, seeds=[0, 1], steps=10)
+    assert len(runs) == 2 * (2 * 2 + 1 * 2)
+    layer = [r for r in runs if r.method == "layer"][0]
+    assert layer.opts == {"layers": [11]} and layer.steps == 10 and layer.lr == 1e-4
+    again = expand_grid(["m"], ["sst2", "rte"], METHODS, seeds=[0, 1], steps=10)
+    assert [r.key for r in runs] == [r.key for r in again]
+    assert len({r.key for r in runs}) == len(runs)
+
+
+def test_run_grid_resumes_and_skips_finished(tmp_path):
+    runs = expand_grid(["m"], ["sst2"], METHODS, seeds=[0, 1, 2])
+    store = ResultsStore(tmp_path / "sweep")
+    calls = []
+
+    def run_fn(config: RunConfig) -> dict:
+        calls.append(config.key)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # a sweep killed mid-way
+        return {"dev_score": config.lr * 1e6 + config.seed, "test_score": 50.0}
+
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(runs, store, run_fn, progress=False)
+    assert len(store.done_keys()) == 3
+    counts = run_grid(runs, store, run_fn, progress=False)
+    assert counts == {"done_before": 3, "ran": 6, "left": 0}
+    assert len(calls) == 4 + 6 and len(set(calls)) == 9
+    assert run_grid(runs, store, run_fn, progress=False)["ran"] == 0
+
+
+def test_shards_split_the_work_and_torn_lines_are_skipped(tmp_path):
+    runs = expand_grid(["m"], ["sst2"], METHODS, seeds=[0, 1])
+    store = ResultsStore(tmp_path)
+    for i in range(2):
+        run_grid(runs, store, lambda c: {"dev_score": 1.0}, shard=(i, 2), progress=False)
+    assert store.done_keys() == {r.key for r in runs}
+    with (tmp_path / "shard-0.jsonl").open("a") as f:
+        f.write('{"key": "torn')
+    with pytest.warns(UserWarning, match="torn line"):
+        assert len(store.rows()) == len(runs)
+    store.append({"key": "after"}, shard=0)
+    with pytest.warns(UserWarning):
+        assert "after" in store.done_keys()
+    with pytest.raises(DlzoError, match="Shard 2 of 2 does not exist"):
+        run_grid(runs, store, lambda c: {}, shard=(2, 2))
+
+
+def test_time_budget_stops_starting_new_runs(tmp_path):
+    runs = expand_grid(["m"], ["sst2"], METHODS, seeds=[0])
+    counts = run_grid(runs, ResultsStore(tmp_path), lambda c: {"x": 1}, time_budget_s=0.0, progress=False)
+    assert counts["ran"] == 1 and counts["left"] == len(runs) - 1
+
+
+def test_select_lr_uses_dev_not_test():
+    rows = []
+    for seed in range(3):
+        rows.append({"model": "m", "task": "t", "method": "full", "seed": seed, "lr": 1e-6, "dev_score": 80,
+                     "test_score": 60, "dev_loss": 0.5})
+        rows.append({"model": "m", "task": "t", "method": "full", "seed": seed, "lr": 1e-7, "dev_score": 70,
+                     "test_score": 90, "dev_loss": 0.4})
+    df = pd.DataFrame(rows)
+    assert set(select_lr(df)["lr"]) == {1e-6}
+    assert set(select_lr(df, by="dev_loss")["lr"]) == {1e-7}
+    assert len(select_lr(df)) == 3
+
+
+def test_duplicate_runs_in_grid_are_refused():
+    with pytest.raises(DlzoError, match="same run twice"):
+        expand_grid(["m"], ["t"], {"a": {"lr": [1e-3, 1e-3]}}, seeds=[0])
+
+
+def test_options_round_trip_as_json():
+    config = RunConfig.make("m", "t", "x", options={"layers": [2, 11], "lora_r": 8})
+    assert json.loads(config.as_dict()["options"]) == {"layers": [2, 11], "lora_r": 8}
