@@ -28,7 +28,7 @@ import torch
 
 from .calibration import calibration_texts
 from .errors import DlzoError
-from .layers import decoder_layers, family, check_layer, layer_output
+from .layers import check_layer, decoder_layers, family, layer_output
 from .progress import progress_bar
 
 STRICT_RULE = {"min_abs": 100.0, "min_ratio": 1000.0}
