@@ -52,6 +52,6 @@ def lm_eval_fn(examples):
     def eval_fn(model):
         loss, logits, ids = _next_token_loss(model, examples)
         accuracy = (logits[:, :-1].argmax(-1) == ids[:, 1:]).float().mean()
-        return {"loss": float(loss), "score": float(accuracy)}
+        return {"loss": float(loss.detach()), "score": float(accuracy)}
 
     return eval_fn
