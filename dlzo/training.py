@@ -26,6 +26,7 @@ never interrupted.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -384,6 +385,16 @@ def is_due(step: int, every: int | None, last: int) -> bool:
     return step == last or bool(every and step % every == 0)
 
 
+def _as_logged(selection: Selection, logged: dict) -> Selection:
+    """``selection`` with what the run resolved by profiling (the dominant layer, ranked channels) made explicit."""
+    if selection.layers == "dominant" and logged["layers"]:
+        selection = dataclasses.replace(selection, layers=logged["layers"])
+    if selection.channels is not None and selection.channels.channels is None and logged["channels"]:
+        channels = {int(k): v for k, v in logged["channels"].items()}
+        selection = dataclasses.replace(selection, channels=dataclasses.replace(selection.channels, channels=channels))
+    return selection
+
+
 def _check_resumable(state: dict, config: ZOConfig, header: dict) -> None:
     saved, now = state["identity"], _jsonable(_identity(config))
     for key in now:
@@ -438,24 +449,23 @@ def finish_run(selected: Selected, tensors: list[torch.Tensor], best: BestKeeper
 
 
 # ---------------------------------------------------------------------------------------------- replay
-def replay(base_model, selection: Selection | Selected, log, tokenizer=None, step: int | None = None,
-           ) -> dict[str, torch.Tensor]:
+def replay(base_model, selection: Selection | Selected, log, step: int | None = None) -> dict[str, torch.Tensor]:
     """Rebuild a run's trained parameters from the base model and its log, bit for bit.
 
     ``log`` is a ``log.jsonl`` path or a result's ``records``. No forward pass runs: every logged step is
     re-applied from its seeds and ``g`` values. By default the replay stops at the step whose parameters
     the run returned (its best step when it evaluated, else the last); pass ``step`` to stop elsewhere.
+    A ``"dominant"`` layer and ranked outlier channels are taken from the log (no profiling, no tokenizer).
     Returns ``{name: tensor}`` for the selected tensors (in the model's dtype); ``base_model`` is left
     holding them. Replay on the device type the run used (random streams differ between devices).
     """
     records = read_log(log)
     header = records[0]
-    dominant = None
-    if header["selection"]["layers"]:
-        dominant = header["selection"]["layers"][0]
-    selected = selection if isinstance(selection, Selected) else selection.apply(base_model, tokenizer, dominant)
+    if not isinstance(selection, Selected):
+        selection = _as_logged(selection, header["selection"])
+    selected = selection if isinstance(selection, Selected) else selection.apply(base_model)
     described = selected.describe()
-    if any(described[k] != header["selection"][k] for k in ("tensors", "num_parameters")):
+    if any(described[k] != header["selection"][k] for k in ("tensors", "num_parameters", "layers", "channels")):
         raise DlzoError("This selection does not match the one in the log; replay with the run's selection and model.")
     cfg = header["config"]
     engine = ZOEngine(selected, cfg["eps"], cfg["directions"], cfg["one_sided"])

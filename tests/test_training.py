@@ -176,3 +176,19 @@ def test_run_folder_misuse_is_one_sentence(tmp_path):
         replay(tiny_llama(), Selection(layers=[2]), tmp_path / "log.jsonl")
     with pytest.raises(DlzoError, match="fewer than one batch"):
         train(tiny_llama(), Selection(layers=[1]), lm_loss_fn(model), TRAIN[:4], QUICK, progress=False)
+
+
+def test_replay_takes_the_dominant_layer_and_ranked_channels_from_the_log(tmp_path):
+    from dlzo import load_model
+
+    _, tokenizer = load_model("smollm2-135m")
+    vocab = dict(vocab_size=len(tokenizer))
+    model = tiny_llama(**vocab)
+    selection = Selection(layers="dominant", channels=ChannelMask(fraction=0.1, mode="frozen"))
+    train(model, selection, lm_loss_fn(model), TRAIN, QUICK, out_dir=tmp_path, progress=False, tokenizer=tokenizer,
+          dominant_layer=2)
+    logged = read_log(tmp_path / "log.jsonl")[0]["selection"]
+    assert logged["layers"] == [2] and len(logged["channels"]["2"]) == round(0.1 * 64)
+    rebuilt = replay(tiny_llama(**vocab), selection, tmp_path / "log.jsonl")  # no tokenizer, no profiling
+    trained = dict(model.named_parameters())
+    assert all(torch.equal(t, trained[n]) for n, t in rebuilt.items())
