@@ -5,6 +5,7 @@ with the tools to find that layer, analyse why it dominates, and benchmark it ag
 """
 
 from .errors import DlzoError
+from .first_order import FOConfig, train_first_order
 from .layers import decoder_layers, num_layers
 from .models import DEFAULT_MODEL, OFFLINE_MODELS, load_model
 from .outliers import (
@@ -16,6 +17,9 @@ from .outliers import (
     rank_mlp_channels,
     top_mlp_channels,
 )
+from .selection import ChannelMask, LoraSpec, Selected, Selection
+from .training import TrainResult, ZOConfig, replay, train
+from .zo import ZOEngine
 
 __version__ = "0.1.0"
 
@@ -33,4 +37,15 @@ __all__ = [
     "profile_activations",
     "rank_mlp_channels",
     "top_mlp_channels",
+    "ChannelMask",
+    "FOConfig",
+    "LoraSpec",
+    "Selected",
+    "Selection",
+    "TrainResult",
+    "ZOConfig",
+    "ZOEngine",
+    "replay",
+    "train",
+    "train_first_order",
 ]

@@ -13,7 +13,7 @@ import sys
 
 from .errors import DlzoError
 
-COMMANDS = ["outliers", "notebooks"]
+COMMANDS = ["outliers", "train", "notebooks"]
 
 
 def build_parser() -> argparse.ArgumentParser:
