@@ -92,10 +92,9 @@ class PrefixSharing:
 
     @contextmanager
     def replay(self):
-        """The forward run inside skips layers below ``first_layer`` and reuses the recorded input."""
-        if self.cached is None:
-            raise DlzoError("Nothing recorded yet: run the step's first forward under record() first.")
-        self.mode = "replay"
+        """The forward run inside skips layers below ``first_layer`` and reuses the recorded input (or records
+        it, when no earlier forward of the step reached layer ``first_layer``)."""
+        self.mode = "replay" if self.cached is not None else "record"
         try:
             yield
         finally:

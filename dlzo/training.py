@@ -47,7 +47,7 @@ from .zo import ZOEngine
 
 BEST_CRITERIA = ("loss", "score")
 # config fields that may change when a run is resumed (they do not change the trajectory)
-RESUMABLE_CHANGES = ("steps", "max_refused")
+RESUMABLE_CHANGES = ("steps", "max_refused", "share_prefix")
 
 
 @dataclass
@@ -66,6 +66,7 @@ class ZOConfig:
     adam_eps: float = 1e-8
     directions: int = 1  # q: directions averaged per step
     one_sided: bool = False
+    share_prefix: bool = True  # compute the frozen layers below the selection once per step (same results)
     eval_every: int | None = None  # None: evaluate at the start and the end only
     eval_at_start: bool = True  # the zero-shot model is a candidate for "best" too
     best_by: str = "loss"  # loss (lowest dev loss) | score (highest dev score)
@@ -229,7 +230,7 @@ def train(
     start_time = time.perf_counter()
     selected = selection if isinstance(selection, Selected) else selection.apply(model, tokenizer, dominant_layer)
     model = selected.model
-    engine = ZOEngine(selected, config.eps, config.directions, config.one_sided)
+    engine = ZOEngine(selected, config.eps, config.directions, config.one_sided, config.share_prefix)
     optimizer = make_optimizer(config.optimizer, engine.masters, config.weight_decay, momentum=config.momentum,
                                betas=config.betas, eps=config.adam_eps)
     data_rng, seed_rng = run_rngs(config.seed)

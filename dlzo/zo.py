@@ -32,12 +32,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 
 from .errors import DlzoError
 from .optim import ZOOptimizer
+from .prefix import PrefixSharing, first_selected_layer
 from .selection import Selected
 
 LossFn = Callable[[list], torch.Tensor]
@@ -73,7 +75,8 @@ def _sync(device: torch.device) -> None:
 class ZOEngine:
     """SPSA estimator and update over a :class:`~dlzo.selection.Selected` set, with fp32 master weights."""
 
-    def __init__(self, selected: Selected, eps: float = 1e-3, directions: int = 1, one_sided: bool = False):
+    def __init__(self, selected: Selected, eps: float = 1e-3, directions: int = 1, one_sided: bool = False,
+                 share_prefix: bool = False):
         if not eps > 0:
             raise DlzoError(f"The perturbation scale eps={eps} must be positive, e.g. 1e-3.")
         if directions < 1:
@@ -88,6 +91,9 @@ class ZOEngine:
             self.masters = [p.detach().to(torch.promote_types(p.dtype, torch.float32), copy=True)
                             for p in self.params]
         self.device = self.params[0].device
+        # layers below the first selected one are identical in every forward of a step: compute them once
+        first = first_selected_layer(selected.model, selected.names) if share_prefix else None
+        self.prefix_layer = first if first else None  # None or 0: nothing to share
 
     # ------------------------------------------------------------------------------------ directions
     def draw(self, seed: int) -> Iterator[torch.Tensor]:
@@ -136,6 +142,19 @@ class ZOEngine:
         with torch.inference_mode():
             return float(loss_fn(batch))
 
+    def _shared_prefix_loss(self, prefix: PrefixSharing | None, loss_fn: LossFn) -> Callable[[list], float]:
+        """The step's loss evaluator: the first call records the frozen prefix, later calls replay it."""
+        calls = [0]
+
+        def loss(batch: list) -> float:
+            calls[0] += 1
+            if prefix is None:
+                return self._loss(loss_fn, batch)
+            with prefix.record() if calls[0] == 1 else prefix.replay():
+                return self._loss(loss_fn, batch)
+
+        return loss
+
     def estimate(self, loss_fn: LossFn, batch: list, seeds: Sequence[int]) -> Estimate:
         """Run the forwards of one step (one direction per seed) and return the projected gradients.
 
@@ -153,21 +172,24 @@ class ZOEngine:
             return out
 
         g, plus, minus = [], [], []
-        base = timed("forward", self._loss, loss_fn, batch) if self.one_sided else None
-        try:
-            for seed in seeds:
-                timed("perturb", self._write_perturbed, seed, self.eps)
-                lp = timed("forward", self._loss, loss_fn, batch)
-                plus.append(lp)
-                if self.one_sided:
-                    g.append((lp - base) / self.eps)
-                else:
-                    timed("perturb", self._write_perturbed, seed, -self.eps)
-                    lm = timed("forward", self._loss, loss_fn, batch)
-                    minus.append(lm)
-                    g.append((lp - lm) / (2 * self.eps))
-        finally:
-            timed("perturb", self.restore)
+        prefix = PrefixSharing(self.selected.model, self.prefix_layer) if self.prefix_layer else nullcontext()
+        with prefix:
+            loss = self._shared_prefix_loss(prefix if self.prefix_layer else None, loss_fn)
+            base = timed("forward", loss, batch) if self.one_sided else None
+            try:
+                for seed in seeds:
+                    timed("perturb", self._write_perturbed, seed, self.eps)
+                    lp = timed("forward", loss, batch)
+                    plus.append(lp)
+                    if self.one_sided:
+                        g.append((lp - base) / self.eps)
+                    else:
+                        timed("perturb", self._write_perturbed, seed, -self.eps)
+                        lm = timed("forward", loss, batch)
+                        minus.append(lm)
+                        g.append((lp - lm) / (2 * self.eps))
+            finally:
+                timed("perturb", self.restore)
         return Estimate([int(s) for s in seeds], g, plus, None if self.one_sided else minus, base, times)
 
     # ------------------------------------------------------------------------------------ update
