@@ -13,7 +13,7 @@ import sys
 
 from .errors import DlzoError
 
-COMMANDS = ["outliers", "train", "notebooks"]
+COMMANDS = ["outliers", "train", "sweep", "notebooks"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,26 +59,57 @@ class RunConfig:
 
 
 def expand_grid(models: Iterable[str], tasks: Iterable[str], methods: dict[str, dict], seeds: Iterable[int],
-                **common) -> list[RunConfig]:
-    """All runs of a grid. ``methods`` maps a method name to its settings: ``lr`` (a number or a list, the lr
-    grid), optional ``eps``, ``steps``, ``batch_size``, ``eval_every`` and any other key (kept as options)."""
+                layers_of: Callable[[str], int] | None = None, **common) -> list[RunConfig]:
+    """All runs of a grid. ``methods`` maps a method label to its settings: ``lr`` (a number or a list, the lr
+    grid), optional ``eps``, ``steps``, ``batch_size``, ``eval_every``, ``recipe`` (the method recipe, default:
+    the label), ``each_layer: true`` (one run per decoder layer, ``options.layers = [i]``; needs
+    ``layers_of(model) -> number of layers``), and any other key (kept as options)."""
     runs = []
     fields = {"eps", "steps", "batch_size", "eval_every"}
     for model in models:
         for task in tasks:
-            for method, spec in methods.items():
-                spec = dict(spec)
+            for label, spec in methods.items():
+                spec = dict(spec or {})
                 lrs = spec.pop("lr", [0.0])
                 lrs = lrs if isinstance(lrs, (list, tuple)) else [lrs]
                 settings = {**common, **{k: spec.pop(k) for k in list(spec) if k in fields}}
-                for seed in seeds:
-                    for lr in lrs:
-                        runs.append(RunConfig.make(model, task, method, options=spec, seed=int(seed),
-                                                   lr=float(lr), **settings))
+                variants = [spec]
+                if spec.pop("each_layer", False):
+                    if layers_of is None:
+                        raise DlzoError(f"Method {label!r} asks for each_layer; the grid needs the models' layer counts.")
+                    variants = [{**spec, "layers": [i]} for i in range(layers_of(model))]
+                for options in variants:
+                    for seed in seeds:
+                        for lr in lrs:
+                            runs.append(RunConfig.make(model, task, label, options=options, seed=int(seed),
+                                                       lr=float(lr), **settings))
     keys = [r.key for r in runs]
     if len(set(keys)) != len(keys):
         raise DlzoError("The grid lists the same run twice; make method names or settings distinct.")
     return runs
+
+
+def load_grid(path: str | Path) -> dict:
+    """Read a grid YAML: ``name``, ``models``, ``tasks``, ``seeds``, ``methods`` and common run settings
+    (``steps``, ``batch_size``, ``eval_every``, ``eps``)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise DlzoError(f"The grid file {str(path)!r} does not exist; pass a YAML file like experiments/*.yaml.")
+    try:
+        grid = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise DlzoError(f"The grid file {path} is not valid YAML ({str(exc).splitlines()[0]}).") from None
+    missing = [k for k in ("name", "models", "tasks", "seeds", "methods") if k not in (grid or {})]
+    if missing:
+        raise DlzoError(f"The grid file {path} lacks {', '.join(missing)}; see experiments/README.md.")
+    return grid
+
+
+def grid_runs(grid: dict, layers_of: Callable[[str], int] | None = None) -> list[RunConfig]:
+    common = {k: grid[k] for k in ("steps", "batch_size", "eval_every", "eps") if k in grid}
+    return expand_grid(grid["models"], grid["tasks"], grid["methods"], grid["seeds"], layers_of=layers_of, **common)
 
 
 class ResultsStore:
@@ -152,14 +183,14 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
 
 def select_lr(df: pd.DataFrame, by: str = "dev_score", group: list[str] | None = None,
               higher_is_better: bool | None = None) -> pd.DataFrame:
-    """Keep, per (model, task, method), the runs of the lr whose mean ``by`` over seeds is best on dev.
+    """Keep, per (model, task, method, options), the runs of the lr whose mean ``by`` over seeds is best on dev.
 
     Test metrics never enter the choice. ``by="dev_loss"`` minimises, anything else maximises, unless
     ``higher_is_better`` says otherwise.
     """
-    group = group or ["model", "task", "method"]
     if df.empty:
         return df
+    group = group or [c for c in ("model", "task", "method", "options") if c in df]
     if by not in df:
         raise DlzoError(f"The results table has no column {by!r} to select the lr by.")
     higher = (by != "dev_loss") if higher_is_better is None else higher_is_better

@@ -83,3 +83,23 @@ def test_duplicate_runs_in_grid_are_refused():
 def test_options_round_trip_as_json():
     config = RunConfig.make("m", "t", "x", options={"layers": [2, 11], "lora_r": 8})
     assert json.loads(config.as_dict()["options"]) == {"layers": [2, 11], "lora_r": 8}
+
+
+def test_each_layer_expands_per_model_and_grid_files(tmp_path):
+    runs = expand_grid(["a", "b"], ["sst2"], {"layer": {"each_layer": True, "lr": 1e-4}}, seeds=[0],
+                       layers_of=lambda m: {"a": 3, "b": 2}[m])
+    assert [(r.model, r.opts["layers"]) for r in runs] == [("a", [0]), ("a", [1]), ("a", [2]), ("b", [0]), ("b", [1])]
+    with pytest.raises(DlzoError, match="layer counts"):
+        expand_grid(["a"], ["t"], {"layer": {"each_layer": True}}, seeds=[0])
+    from dlzo.experiments import grid_runs, load_grid
+
+    path = tmp_path / "grid.yaml"
+    path.write_text("name: g\nmodels: [m]\ntasks: [sst2]\nseeds: [0, 1]\nsteps: 50\n"
+                    "methods:\n  zero_shot: {}\n  dominant: {lr: [1e-4, 1e-5]}\n")
+    runs = grid_runs(load_grid(path))
+    assert len(runs) == 2 + 4 and {r.steps for r in runs} == {50}
+    path.write_text("name: g\nmodels: [m]\n")
+    with pytest.raises(DlzoError, match="lacks tasks, seeds, methods"):
+        load_grid(path)
+    with pytest.raises(DlzoError, match="does not exist"):
+        load_grid(tmp_path / "none.yaml")

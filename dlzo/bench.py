@@ -1,0 +1,255 @@
+"""The step benchmark: every kind of training step of one model on one batch, measured side by side.
+
+In ONE process, with the same model, batch and sequence lengths, :func:`benchmark` times (warm-up, then
+the median of ``repeats``):
+
+=========================  =====================================================================================
+``forward``                one inference forward of the training loss
+``two_forwards``           two of them: the floor of any two-point ZO step
+``mezo_published_full``    MeZO's published step (princeton-nlp/MeZO ``zo_step`` + ``zo_update``): global-RNG
+                           reseeding, ``p.data = p.data + scale * eps * z`` per parameter, all parameters
+``dlzo_full``              dlzo's ZO step on every parameter (fp32 masters, own generator)
+``dlzo_dominant``          dlzo's ZO step on the dominant layer, prefix shared
+``dlzo_dominant_no_prefix``  the same without prefix sharing
+``dlzo_lora_full``         ZO on LoRA adapters of every layer
+``dlzo_lora_dominant``     ZO on LoRA adapters of the dominant layer, prefix shared
+``fo_adamw_full``          one first-order AdamW step (forward + backward + update) on every parameter
+=========================  =====================================================================================
+
+Each case also reports its phase breakdown (forward / perturb / update; ZO cases) and peak memory (CUDA
+allocator peak on a GPU; peak resident set size on the CPU, Linux only), and the ratios that matter are
+computed from medians measured in this one run.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .progress import progress_bar
+from .selection import LoraSpec, Selection
+from .zo import ZOEngine
+
+CASES = ("forward", "two_forwards", "mezo_published_full", "dlzo_full", "dlzo_dominant", "dlzo_dominant_no_prefix",
+         "dlzo_lora_full", "dlzo_lora_dominant", "fo_adamw_full")
+
+
+def mezo_published_step(model, loss_fn, batch, eps: float, lr: float, seed: int) -> tuple[float, dict]:
+    """One step exactly as MeZO's trainer does it (``zo_step`` then ``zo_update``, weight decay 0)."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    times = {}
+
+    def perturb(scale):
+        torch.manual_seed(seed)
+        for _, p in params:
+            z = torch.normal(mean=0, std=1, size=p.data.size(), device=p.data.device, dtype=p.data.dtype)
+            p.data = p.data + scale * z * eps
+
+    def forward():
+        with torch.inference_mode():
+            return loss_fn(batch).detach()
+
+    t0 = time.perf_counter()
+    perturb(1)
+    t1 = time.perf_counter()
+    loss1 = forward()
+    t2 = time.perf_counter()
+    perturb(-2)
+    t3 = time.perf_counter()
+    loss2 = forward()
+    g = ((loss1 - loss2) / (2 * eps)).item()
+    t5 = time.perf_counter()
+    perturb(1)
+    torch.manual_seed(seed)  # zo_update
+    for _, p in params:
+        z = torch.normal(mean=0, std=1, size=p.data.size(), device=p.data.device, dtype=p.data.dtype)
+        p.data = p.data - lr * (g * z)
+    _sync(p.device)
+    t6 = time.perf_counter()
+    # on a GPU the forwards run asynchronously: their time shows up where the loss is read (.item())
+    times.update(perturb=(t1 - t0) + (t3 - t2), forward=(t2 - t1) + (t5 - t3), update=t6 - t5)
+    return g, times
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _PeakMemory:
+    """Peak memory of a block: CUDA allocator peak, or the process's peak RSS (reset first, Linux)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            try:
+                with open("/proc/self/clear_refs", "w") as handle:
+                    handle.write("5")  # resets VmHWM
+            except OSError:
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            self.peak_mb = _vm_hwm_mb()
+
+
+def _vm_hwm_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _time_case(step: Callable[[int], dict | None], device, warmup: int, repeats: int) -> dict:
+    for i in range(warmup):
+        step(i)
+    _sync(device)
+    walls, phases = [], []
+    with _PeakMemory(torch.device(device)) as memory:
+        for i in range(repeats):
+            _sync(device)
+            start = time.perf_counter()
+            out = step(warmup + i)
+            _sync(device)
+            walls.append(time.perf_counter() - start)
+            if out:
+                phases.append(out)
+    row = {"median_ms": 1000 * statistics.median(walls), "min_ms": 1000 * min(walls),
+           "iqr_ms": 1000 * float(np.subtract(*np.percentile(walls, [75, 25]))), "repeats": repeats,
+           "peak_mb": memory.peak_mb}
+    for phase in ("forward", "perturb", "update"):
+        values = [p[phase] for p in phases if phase in p]
+        row[f"{phase}_ms"] = 1000 * statistics.median(values) if values else None
+    return row
+
+
+def benchmark(model, tokenizer, loss_factory: Callable, batch: list, dominant_layer: int, cases=CASES,
+              eps: float = 1e-3, lr: float = 1e-7, warmup: int = 3, repeats: int = 10,
+              progress: bool = False) -> pd.DataFrame:
+    """Time each case on ``batch``; ``loss_factory(model) -> loss_fn``. Returns one row per case with ratios.
+
+    The model is restored to its original weights (kept on the host, so they do not count in the peaks)
+    between cases, and LoRA adapters are removed after their cases."""
+    device = model.get_input_embeddings().weight.device
+    pristine = {n: p.detach().to("cpu", copy=True) for n, p in model.state_dict().items()}
+    rows = []
+    for case in progress_bar(list(cases), enabled=progress, desc="bench"):
+        model.load_state_dict(pristine)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        step, cleanup = _make_step(case, model, tokenizer, loss_factory, batch, dominant_layer, eps, lr)
+        rows.append({"case": case, **_time_case(step, device, warmup, repeats)})
+        del step
+        cleanup()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    model.load_state_dict(pristine)
+    table = pd.DataFrame(rows).set_index("case")
+    return add_ratios(table)
+
+
+def _nothing() -> None:
+    return None
+
+
+def _make_step(case, model, tokenizer, loss_factory, batch, dominant, eps, lr):
+    """``(step(i) -> phase times or None, cleanup())`` for one case."""
+    from .optim import make_optimizer
+
+    loss_fn = loss_factory(model)
+    if case in ("forward", "two_forwards"):
+        n = 1 if case == "forward" else 2
+
+        def step(_i):
+            with torch.inference_mode():
+                for _ in range(n):
+                    float(loss_fn(batch))
+        return step, _nothing
+    if case == "mezo_published_full":
+        return (lambda i: mezo_published_step(model, loss_fn, batch, eps, lr, seed=1000 + i)[1]), _nothing
+    if case == "fo_adamw_full":
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+
+        def step(_i):
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(batch)
+            loss.backward()
+            optimizer.step()
+
+        def cleanup():
+            optimizer.state.clear()
+            model.zero_grad(set_to_none=True)
+        return step, cleanup
+    selections = {
+        "dlzo_full": Selection(),
+        "dlzo_dominant": Selection(layers=[dominant]),
+        "dlzo_dominant_no_prefix": Selection(layers=[dominant]),
+        "dlzo_lora_full": Selection(lora=LoraSpec()),
+        "dlzo_lora_dominant": Selection(layers=[dominant], lora=LoraSpec()),
+    }
+    selected = selections[case].apply(model, tokenizer, dominant)
+    engine = ZOEngine(selected, eps=eps, share_prefix=case != "dlzo_dominant_no_prefix")
+    optimizer = make_optimizer("sgd", engine.masters)
+
+    def step(i):
+        est = engine.estimate(loss_fn, batch, [1000 + i])
+        update = engine.update(optimizer, est.seeds, est.g, lr)
+        return {"forward": est.times["forward"], "perturb": est.times["perturb"], "update": update}
+
+    def cleanup():
+        if selected.model is not model:  # peft wrapper: take the adapters out again
+            selected.model.unload()
+    return step, cleanup
+
+
+RATIOS = {
+    "dominant_vs_two_forwards": ("dlzo_dominant", "two_forwards"),
+    "published_full_vs_dominant": ("mezo_published_full", "dlzo_dominant"),
+    "published_full_vs_dlzo_full": ("mezo_published_full", "dlzo_full"),
+    "dlzo_full_vs_dominant": ("dlzo_full", "dlzo_dominant"),
+    "dominant_no_prefix_vs_prefix": ("dlzo_dominant_no_prefix", "dlzo_dominant"),
+    "dominant_peak_vs_forward_peak": ("dlzo_dominant", "forward"),
+    "fo_full_peak_vs_forward_peak": ("fo_adamw_full", "forward"),
+}
+
+
+def add_ratios(table: pd.DataFrame) -> pd.DataFrame:
+    """Attach the headline ratios (time ratios of medians, memory ratios of peaks) as ``table.attrs``."""
+    ratios = {}
+    for name, (a, b) in RATIOS.items():
+        if a in table.index and b in table.index:
+            column = "peak_mb" if name.endswith("peak") else "median_ms"
+            num, den = table.loc[a, column], table.loc[b, column]
+            ratios[name] = float(num / den) if num is not None and den else None
+    table.attrs["ratios"] = ratios
+    return table
+
+
+def environment(device) -> dict:
+    device = torch.device(device)
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()})",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+    }

@@ -1,0 +1,92 @@
+"""``dlzo sweep``: run an experiment grid resumably into ``results/<name>/``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..errors import DlzoError
+from .common import setup_torch
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="run an experiment grid (YAML) resumably; finished runs are skipped",
+        description="Run every run of a grid file (models x tasks x methods x seeds x lr) that is not yet in the "
+        "results folder. Kill it at any time and start it again to continue. --parallel N starts N worker "
+        "processes (shards) that fill one GPU side by side.",
+    )
+    p.add_argument("grid", help="grid YAML file (see experiments/)")
+    p.add_argument("--results", default=None, help="results folder (default: results/<grid name>)")
+    p.add_argument("--shard", default="0/1", help="run only shard i of n (i/n), for parallel workers")
+    p.add_argument("--parallel", type=int, default=1, help="start this many worker processes (shards)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="seconds after which no new run starts (for chunked jobs)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--dtype", default="float32", help="model dtype (default float32)")
+    p.add_argument("--data-dir", default=None, help="benchmark data folder (default: $DLZO_DATA_DIR)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--list", action="store_true", help="only print how many runs are done and left")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    p.set_defaults(func=run)
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise DlzoError(f"--shard {text!r} must look like i/n, e.g. 0/4.") from None
+    return index, count
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..experiments import ResultsStore, grid_runs, load_grid, run_grid
+    from ..layers import num_layers
+    from ..paths import repo_root
+    from ..recipes import RunContext
+
+    setup_torch(args)
+    grid = load_grid(args.grid)
+    folder = args.results or str((repo_root() or Path(".")) / "results" / grid["name"])
+    store = ResultsStore(folder)
+    if args.parallel > 1:
+        return _run_parallel(args, folder)
+    context = RunContext(device=args.device, dtype=args.dtype, data_dir=args.data_dir, progress=False)
+    runs = grid_runs(grid, layers_of=lambda name: num_layers(context.model(name)[0]))
+    if args.list:
+        done = store.done_keys()
+        print(f"{grid['name']}: {sum(r.key in done for r in runs)} of {len(runs)} runs done -> {folder}")
+        return 0
+    start = time.perf_counter()
+    counts = run_grid(runs, store, context.run, shard=_parse_shard(args.shard), time_budget_s=args.time_budget,
+                      progress=args.progress)
+    elapsed = time.perf_counter() - start
+    rate = counts["ran"] / elapsed * 3600 if elapsed > 0 else 0.0
+    print(f"{grid['name']} shard {args.shard}: ran {counts['ran']}, done before {counts['done_before']}, "
+          f"left {counts['left']} ({elapsed:.0f} s, {rate:.0f} runs/hour) -> {folder}")
+    return 0
+
+
+def _run_parallel(args: argparse.Namespace, folder: str) -> int:
+    """Start ``args.parallel`` shard workers of this command and wait for all of them."""
+    n = args.parallel
+    base = [sys.executable, "-m", "dlzo", "sweep", args.grid, "--results", folder, "--dtype", args.dtype,
+            "--no-progress"]
+    for flag, value in (("--device", args.device), ("--data-dir", args.data_dir), ("--threads", args.threads),
+                        ("--time-budget", args.time_budget)):
+        if value is not None:
+            base += [flag, str(value)]
+    start = time.perf_counter()
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    workers = [subprocess.Popen(base + ["--shard", f"{i}/{n}"], env=env) for i in range(n)]
+    codes = [w.wait() for w in workers]
+    print(f"{n} workers finished in {time.perf_counter() - start:.0f} s (exit codes {codes})")
+    if any(codes):
+        raise DlzoError(f"{sum(1 for c in codes if c)} of {n} sweep workers failed; rerun the same command to "
+                        "resume (finished runs are kept).")
+    return 0

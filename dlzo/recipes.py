@@ -1,0 +1,262 @@
+"""The methods compared in the paper, as recipes, and the function that runs one grid cell.
+
+Each :class:`Method` says which trainer runs (none, ZO, first-order), on which :class:`Selection`, with
+which default lr grid and ε (MeZO's where it has one). :class:`RunContext` loads each model once per
+process (every run trains a fresh copy), profiles it once to find its dominant layer, caches task
+samples, and :meth:`RunContext.run` turns a :class:`~dlzo.experiments.RunConfig` into one results row.
+
+Method names (``RunConfig.method``) and their options:
+
+=================  =========================================================================================
+``zero_shot``      no training
+``mezo_full``      ZO on every parameter (MeZO)
+``mezo_lora``      ZO on LoRA adapters of every layer (r=8, α=16 on q_proj, v_proj; ε=1e-2)
+``sparse_mezo``    ZO on the 25% smallest-|w| entries of each matrix (option ``fraction``)
+``dominant``       ZO on the first activation-outlier layer (option ``rule``: ``strict`` | ``loose``)
+``dominant_lora``  ZO on LoRA adapters of the dominant layer only
+``random_layer``   ZO on one layer drawn per seed, never the dominant one (the control)
+``layer``          ZO on ``layers`` (a list), optionally ``modules``, ``norms``, ``channels`` (fraction),
+                   ``channel_mode`` (``only`` | ``frozen``), ``lora_r``
+``fo_full``        first-order AdamW on every parameter
+``fo_layer``       first-order AdamW on ``layers``
+=================  =========================================================================================
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import DlzoError
+from .experiments import RunConfig
+from .layers import num_layers
+from .selection import ChannelMask, LoraSpec, Selection
+
+LOOSE_RATIO = 500.0
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    trainer: str  # "none" | "zo" | "fo"
+    description: str
+    lr_grid: tuple[float, ...] = ()
+    eps: float = 1e-3
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method("zero_shot", "none", "no training"),
+        Method("mezo_full", "zo", "MeZO on every parameter", (1e-6, 1e-7)),
+        Method("mezo_lora", "zo", "MeZO on LoRA adapters (r=8) of every layer", (1e-4, 5e-5), eps=1e-2),
+        Method("sparse_mezo", "zo", "MeZO on the 25% smallest-|w| entries of each matrix", (1e-6, 1e-7)),
+        Method("dominant", "zo", "ZO on the first activation-outlier layer", (1e-4, 1e-5)),
+        Method("dominant_lora", "zo", "ZO on LoRA adapters of the dominant layer", (1e-3, 1e-4), eps=1e-2),
+        Method("random_layer", "zo", "ZO on a random non-dominant layer (control)", (1e-4, 1e-5)),
+        Method("layer", "zo", "ZO on the given layers", (1e-4, 1e-5)),
+        Method("fo_full", "fo", "first-order AdamW on every parameter", (1e-5, 5e-5)),
+        Method("fo_layer", "fo", "first-order AdamW on the given layers", (1e-4, 1e-3)),
+    ]
+}
+
+
+def method(name: str) -> Method:
+    if name not in METHODS:
+        raise DlzoError(f"Unknown method {name!r}; choose one of {', '.join(METHODS)}.")
+    return METHODS[name]
+
+
+def random_layer(seed: int, n_layers: int, exclude: int) -> int:
+    """The control layer of seed ``seed``: uniform over the layers other than ``exclude``."""
+    choices = [i for i in range(n_layers) if i != exclude]
+    return int(np.random.default_rng([seed, 7919]).choice(choices))
+
+
+def build_selection(name: str, options: dict, dominant: int, n_layers: int, seed: int) -> Selection | None:
+    """The :class:`Selection` of a method (``None`` for zero-shot)."""
+    kind = method(name)
+    if kind.trainer == "none":
+        return None
+    lora = LoraSpec(r=int(options.get("lora_r", 8)), alpha=float(options.get("lora_alpha", 16)))
+    if name == "mezo_full" or name == "fo_full":
+        return Selection()
+    if name == "mezo_lora":
+        return Selection(lora=lora)
+    if name == "sparse_mezo":
+        return Selection(sparse=float(options.get("fraction", 0.25)))
+    if name == "dominant":
+        return Selection(layers=[dominant])
+    if name == "dominant_lora":
+        return Selection(layers=[dominant], lora=lora)
+    if name == "random_layer":
+        return Selection(layers=[random_layer(seed, n_layers, dominant)])
+    layers = options.get("layers")
+    if layers is None:
+        raise DlzoError(f"Method {name!r} needs the option 'layers' (a list of decoder layers).")
+    layers = [dominant if layer == "dominant" else int(layer) for layer in layers]
+    channels = None
+    if options.get("channels"):
+        channels = ChannelMask(float(options["channels"]), mode=options.get("channel_mode", "only"))
+    return Selection(
+        layers=layers,
+        modules=tuple(options.get("modules", ("attention", "mlp"))),
+        norms=bool(options.get("norms", True)),
+        channels=channels,
+        lora=lora if options.get("lora_r") else None,
+    )
+
+
+class RunContext:
+    """Per-process caches for a sweep: models (pristine copies), dominant layers, task samples."""
+
+    def __init__(self, device: str | None = None, dtype: str = "float32", data_dir=None, progress: bool = False,
+                 eval_batch_size: int = 32):
+        from .models import pick_device
+
+        self.device = pick_device(device)
+        self.dtype = dtype
+        self.data_dir = data_dir
+        self.progress = progress
+        self.eval_batch_size = eval_batch_size
+        self._models: dict[str, tuple] = {}
+        self._profiles: dict[str, object] = {}
+        self._data: dict[tuple, object] = {}
+
+    def model(self, name: str):
+        from .models import load_model
+
+        if name not in self._models:
+            self._models[name] = load_model(name, dtype=self.dtype, device=self.device)
+        return self._models[name]
+
+    def profile(self, name: str):
+        from .outliers import profile_activations
+
+        if name not in self._profiles:
+            model, tokenizer = self.model(name)
+            self._profiles[name] = profile_activations(model, tokenizer)
+        return self._profiles[name]
+
+    def dominant_layer(self, name: str, rule: str = "strict") -> int:
+        profile = self.profile(name)
+        layer = profile.first_outlier_layer() if rule == "strict" else profile.first_outlier_layer(min_ratio=LOOSE_RATIO)
+        if layer is None:
+            raise DlzoError(f"No layer of {name!r} passes the {rule} outlier rule; pass explicit layers instead.")
+        return int(layer)
+
+    def data(self, task: str, seed: int, options: dict):
+        from .tasks import load_task_data
+
+        key = (task, seed, options.get("num_train", 1000), options.get("num_dev"), options.get("num_test", 1000))
+        if key not in self._data:
+            self._data[key] = load_task_data(task, seed=seed, data_dir=self.data_dir, num_train=key[2],
+                                             num_dev=key[3], num_test=key[4])
+        return self._data[key]
+
+    # ------------------------------------------------------------------------------------------ one run
+    def run(self, config: RunConfig) -> dict:
+        """Train (or not) and evaluate one grid cell; returns the metrics row."""
+        from .evaluation import evaluate
+        from .first_order import FOConfig, train_first_order
+        from .losses import make_loss_fn
+        from .tasks import GENERATION
+        from .training import ZOConfig, train
+
+        start = time.perf_counter()
+        options = config.opts
+        recipe_name = options.get("recipe", config.method)
+        recipe = method(recipe_name)
+        base, tokenizer = self.model(config.model)
+        data = self.data(config.task, config.seed, options)
+        n_layers = num_layers(base)
+        dominant = self.dominant_layer(config.model, options.get("rule", "strict"))
+        selection = build_selection(recipe_name, options, dominant, n_layers, config.seed)
+        model = copy.deepcopy(base)
+        task = data.task
+        batch = self.eval_batch_size
+
+        def eval_fn(m) -> dict:  # dev: the loss selects checkpoints; generation skips decoding here
+            if task.kind == GENERATION:
+                result = evaluate(m, tokenizer, task, data.dev, batch_size=batch, with_loss=False)
+                return {"loss": _dev_lm_loss(m, tokenizer, task, data.dev, batch), "score": result["score"]}
+            result = evaluate(m, tokenizer, task, data.dev, batch_size=batch)
+            return {"loss": result["loss"], "score": result["score"]}
+
+        row = {"device": str(torch.cuda.get_device_name(0) if self.device.startswith("cuda") else "cpu"),
+               "dtype": self.dtype, "dominant_layer": dominant, "deviations": "; ".join(data.deviations),
+               "num_train": len(data.train), "num_dev": len(data.dev), "num_test": len(data.test)}
+        train_time = 0.0
+        if selection is not None:
+            loss_fn = make_loss_fn(model, tokenizer, task)
+            eval_every = config.eval_every if config.eval_every else None
+            if recipe.trainer == "zo":
+                zo = ZOConfig(steps=config.steps, lr=config.lr, eps=config.eps, batch_size=config.batch_size,
+                              seed=config.seed, eval_every=eval_every, optimizer=options.get("optimizer", "sgd"))
+                result = train(model, selection, loss_fn, data.train, zo, eval_fn=eval_fn, progress=self.progress,
+                               tokenizer=tokenizer, dominant_layer=dominant)
+            else:
+                fo = FOConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
+                              eval_every=eval_every)
+                result = train_first_order(model, selection, loss_fn, data.train, fo, eval_fn=eval_fn,
+                                           progress=self.progress, tokenizer=tokenizer, dominant_layer=dominant)
+            train_time = result.wall_time_s
+            step_times = [step_seconds(r) for r in result.records if r.get("type") == "step"]
+            row.update({
+                "trained_layers": json_list(_selected_layers(result)),
+                "num_parameters": result.num_parameters,
+                "best_step": result.best_step,
+                "dev_loss": (result.best or {}).get("loss"),
+                "dev_score": (result.best or {}).get("score"),
+                "zero_shot_dev_loss": (result.zero_shot or {}).get("loss"),
+                "zero_shot_dev_score": (result.zero_shot or {}).get("score"),
+                "refused_steps": result.refused_steps,
+                "step_time_ms": float(np.median(step_times) * 1000) if step_times else None,
+            })
+        else:
+            dev = eval_fn(model)
+            row.update({"dev_loss": dev["loss"], "dev_score": dev["score"], "trained_layers": "[]",
+                        "num_parameters": 0})
+        test = evaluate(model, tokenizer, task, data.test, batch_size=batch, with_loss=True)
+        row.update({"test_score": test["score"], "test_em": test.get("em"), "test_loss": test["loss"],
+                    "metric": test["metric"], "train_s": train_time, "total_s": time.perf_counter() - start})
+        del model
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        return row
+
+
+def json_list(values) -> str:
+    return "[" + ", ".join(str(v) for v in values) + "]"
+
+
+def _selected_layers(result) -> list[int]:
+    header = next((r for r in result.records if r.get("type") == "config"), {})
+    layers = header.get("selection", {}).get("layers")  # the resolved layers (None: the whole model)
+    return list(layers) if layers else []
+
+
+def step_seconds(record: dict) -> float:
+    """Wall time of one logged step (ZO: perturb + forward + update; FO: forward-backward + update)."""
+    return sum(v for k, v in record.items() if k.startswith("time_") and v is not None)
+
+
+def _dev_lm_loss(model, tokenizer, task, examples, batch_size: int) -> float:
+    """Mean answer-token loss on ``examples`` (teacher forcing), for checkpoint selection on generation tasks."""
+    from .losses import lm_loss, loss_max_length
+    from .scoring import target_logprobs
+
+    limit = loss_max_length(model, task)
+    total = weight = 0.0
+    with torch.inference_mode():
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start:start + batch_size]
+            sums, counts = target_logprobs(model, tokenizer, [task.prompt(ex) for ex in chunk],
+                                           [task.target(ex) for ex in chunk], limit)
+            total += lm_loss(sums, counts).item() * counts.sum().item()
+            weight += counts.sum().item()
+    return total / weight
