@@ -5,7 +5,11 @@ with the tools to find that layer, analyse why it dominates, and benchmark it ag
 """
 
 from .errors import DlzoError
+from .evaluation import evaluate, evaluate_tasks
+from .generation import generate_answers
 from .layers import decoder_layers, num_layers
+from .losses import make_loss_fn
+from .metrics import accuracy, exact_match, f1_score
 from .models import DEFAULT_MODEL, OFFLINE_MODELS, load_model
 from .outliers import (
     LOOSE_RULE,
@@ -16,6 +20,8 @@ from .outliers import (
     rank_mlp_channels,
     top_mlp_channels,
 )
+from .scoring import score_candidates, score_candidates_one_by_one
+from .tasks import TASK_NAMES, Task, TaskData, get_task, load_task_data
 
 __version__ = "0.1.0"
 
@@ -24,13 +30,27 @@ __all__ = [
     "LOOSE_RULE",
     "OFFLINE_MODELS",
     "STRICT_RULE",
+    "TASK_NAMES",
     "ActivationProfile",
     "DlzoError",
+    "Task",
+    "TaskData",
+    "accuracy",
     "decoder_layers",
+    "evaluate",
+    "evaluate_tasks",
+    "exact_match",
+    "f1_score",
     "first_outlier_layer",
+    "generate_answers",
+    "get_task",
     "load_model",
+    "load_task_data",
+    "make_loss_fn",
     "num_layers",
     "profile_activations",
     "rank_mlp_channels",
+    "score_candidates",
+    "score_candidates_one_by_one",
     "top_mlp_channels",
 ]

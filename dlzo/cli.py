@@ -13,7 +13,7 @@ import sys
 
 from .errors import DlzoError
 
-COMMANDS = ["outliers"]
+COMMANDS = ["outliers", "eval"]
 
 
 def build_parser() -> argparse.ArgumentParser:
