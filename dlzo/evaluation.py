@@ -26,15 +26,14 @@ from .tasks import GENERATION, MEZO_NUM_TEST, Task, get_task, load_task_data
 def evaluate(model, tokenizer, task: Task, examples: list[dict], batch_size: int = 16,
              calibrate: bool = False, max_length: int | None = None, with_loss: bool = True,
              progress: bool = False) -> dict:
-    """Score ``examples`` of ``task``.
+    """Score ``examples`` of ``task`` (a :class:`Task` or its name).
 
     Returns ``{"task", "metric", "score" (0-100, the paper's scale), "n", "loss" (mean training loss on
     these examples, as one batch would give it), "calibrated", "predictions"}``, with ``"em"`` (0-100) for
     generation tasks and ``"prediction_shares"`` (fraction of predictions per candidate) for the others.
     ``calibrate`` applies SFC calibration to candidate scoring (MeZO supports none for generation tasks).
     Candidate scoring yields the loss for free; generation tasks need a second, teacher-forced forward for
-    it, which
-    ``with_loss=False`` skips (``"loss"`` is then None for them).
+    it, which ``with_loss=False`` skips (``"loss"`` is then None for them).
     """
     if isinstance(task, str):
         task = get_task(task)
@@ -87,8 +86,8 @@ def evaluate(model, tokenizer, task: Task, examples: list[dict], batch_size: int
         result["em"] = 100 * sum(exact_match(p, g) for p, g in pairs) / len(examples)
     else:
         result["score"] = 100 * accuracy(predictions, [task.label(ex) for ex in examples])
-        counts = Counter(predictions)
-        result["prediction_shares"] = {name: counts[k] / len(examples)
+        tally = Counter(predictions)
+        result["prediction_shares"] = {name: tally[k] / len(examples)
                                        for k, name in enumerate(task.label_names)}
     result["loss"] = loss_sum / loss_weight if loss_weight else None
     result["calibrated"] = calibrate and task.kind != GENERATION
@@ -102,15 +101,16 @@ def evaluate_tasks(model, tokenizer, tasks, seed: int = 0, data_dir=None,
                    progress: bool = False) -> pd.DataFrame:
     """Evaluate ``model`` on the MeZO test split (seed ``seed``) of each task; one row per task.
 
-    ``num_test`` caps the test sets: one number for every task, or ``{task: number}`` (other tasks keep 1000).
+    ``num_test`` caps the test sets: one number for every task, or ``{task: number}`` (other tasks keep
+    1000).
 
     Columns: task, metric, score, em (generation only), n, loss (None for generation tasks when
-    ``with_loss=False``), seconds (wall time of the evaluation, data
-    loading excluded), predicted (share of each predicted candidate), deviations (from MeZO's protocol, e.g. a
-    fallback split or a capped test set; "; "-joined). ``DataFrame.attrs["results"]`` keeps each full
-    :func:`evaluate` dict (predictions included).
+    ``with_loss=False``), seconds (wall time of the evaluation, data loading excluded), predicted (share of
+    each predicted candidate), deviations (from MeZO's protocol, e.g. a fallback split or a capped test set;
+    "; "-joined). ``DataFrame.attrs["results"]`` keeps each full :func:`evaluate` dict (predictions
+    included).
     """
-    names = [tasks] if isinstance(tasks, str) else list(tasks)
+    names = [get_task(tasks).name] if isinstance(tasks, str) else [get_task(t).name for t in tasks]
     rows, results = [], []
     for name in names:
         cap = num_test.get(name, MEZO_NUM_TEST) if isinstance(num_test, dict) else num_test

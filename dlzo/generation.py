@@ -44,14 +44,15 @@ def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int =
     keep_first = num_leading_special(tokenizer)
     encoded = [truncate_left(tokenizer(p)["input_ids"], budget, keep_first) for p in prompts]
     width = max(len(ids) for ids in encoded)
-    input_ids = torch.full((len(encoded), width), tokenizer.pad_token_id, dtype=torch.long)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
     attention_mask = torch.zeros((len(encoded), width), dtype=torch.long)
     for r, ids in enumerate(encoded):
         input_ids[r, width - len(ids):] = torch.tensor(ids)
         attention_mask[r, width - len(ids):] = 1
     stops = stop_token_ids(model, tokenizer)
     config = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, eos_token_id=stops,
-                              pad_token_id=tokenizer.pad_token_id)
+                              pad_token_id=pad)
     output = model.generate(input_ids=input_ids.to(model.device),
                             attention_mask=attention_mask.to(model.device), generation_config=config)
     stop_set = set(stops)

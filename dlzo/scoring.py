@@ -74,15 +74,14 @@ def encode_continuations(tokenizer, context: str, continuations: list[str],
     return encoded
 
 
-def continuation_logprobs(model, sequences: list[tuple[list[int], int]],
-                          pad_token_id: int) -> list[torch.Tensor]:
+def continuation_logprobs(model, sequences: list[tuple[list[int], int]]) -> list[torch.Tensor]:
     """Log-probabilities of the last ``n`` tokens of each ``(ids, n)`` sequence, from ONE forward.
 
-    Sequences are right-padded rows (so position ids and attention need no adjustment); sequences whose model
-    input ``ids[:-1]`` is identical share a row; only the positions that predict a scored token are
-    projected onto the vocabulary (``logits_to_keep``). Differentiable: runs with autograd unless the caller
-    disables it.
-    Returns one float32 tensor of ``n`` log-probabilities per sequence, on the model's device.
+    Sequences are right-padded rows, so position ids need no adjustment and no real token ever sees a pad
+    (whose id, 0, is therefore irrelevant); sequences whose model input ``ids[:-1]`` is identical share a row;
+    only the positions that predict a scored token are projected onto the vocabulary (``logits_to_keep``).
+    Differentiable: runs with autograd unless the caller disables it. Returns one float32 tensor of ``n``
+    log-probabilities per sequence, on the model's device.
     """
     rows: list[list[int]] = []
     row_of: dict[tuple[int, ...], int] = {}
@@ -93,7 +92,7 @@ def continuation_logprobs(model, sequences: list[tuple[list[int], int]],
             rows.append(ids[:-1])
     device = model.device
     width = max(len(row) for row in rows)
-    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    input_ids = torch.zeros((len(rows), width), dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
     for r, row in enumerate(rows):
         input_ids[r, : len(row)] = torch.tensor(row)
@@ -112,9 +111,9 @@ def continuation_logprobs(model, sequences: list[tuple[list[int], int]],
         logits_to_keep=torch.tensor(keep, device=device),
         use_cache=False,
     ).logits
-    picked = logits[torch.tensor(row_index, device=device), torch.tensor([column[p] for p in positions],
-                                                                         device=device)]
-    logprobs = picked.float().log_softmax(-1).gather(1, torch.tensor(targets, device=device)[:, None])[:, 0]
+    picked = logits[torch.tensor(row_index, device=device),
+                    torch.tensor([column[p] for p in positions], device=device)].float()
+    logprobs = picked.log_softmax(-1).gather(1, torch.tensor(targets, device=device)[:, None])[:, 0]
     return list(logprobs.split([n for _, n in sequences]))
 
 
@@ -134,7 +133,7 @@ def candidate_logprobs(model, tokenizer, task: Task, examples: list[dict], max_l
             raise ValueError(f"{task.name}: examples with different numbers of candidates in one batch")
         prompt = task.sfc_prompt(ex) if sfc else task.prompt(ex)
         sequences += encode_continuations(tokenizer, prompt, candidates, max_length)
-    logprobs = continuation_logprobs(model, sequences, tokenizer.pad_token_id)
+    logprobs = continuation_logprobs(model, sequences)
     sums = torch.stack([lp.sum() for lp in logprobs]).view(len(examples), width)
     counts = torch.tensor([n for _, n in sequences], device=sums.device).view(len(examples), width)
     return sums, counts
@@ -147,7 +146,7 @@ def target_logprobs(model, tokenizer, prompts: list[str], targets: list[str],
     max_length = context_length(model, max_length)
     sequences = [encode_continuations(tokenizer, prompt, [target], max_length)[0]
                  for prompt, target in zip(prompts, targets, strict=True)]
-    logprobs = continuation_logprobs(model, sequences, tokenizer.pad_token_id)
+    logprobs = continuation_logprobs(model, sequences)
     sums = torch.stack([lp.sum() for lp in logprobs])
     return sums, torch.tensor([n for _, n in sequences], device=sums.device)
 

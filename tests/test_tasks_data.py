@@ -6,7 +6,7 @@ import json
 import pytest
 
 from dlzo.errors import DlzoError
-from dlzo.tasks import get_task, load_split, load_task_data
+from dlzo.tasks import get_task, load_task_data, read_split
 
 SST2_ROWS = [{"idx": i, "sentence": f"sentence {i} ", "label": i % 2} for i in range(30)]
 
@@ -28,7 +28,7 @@ def test_missing_data_dir(tmp_path):
 
 
 def test_missing_task_folder(tmp_path):
-    with pytest.raises(DlzoError, match=r"no folder 'rte'; add rte/validation.jsonl .*unset DLZO_DATA_DIR"):
+    with pytest.raises(DlzoError, match=r"no folder 'rte'; add rte/validation.jsonl .*set no data directory"):
         load_task_data("rte", data_dir=tmp_path)
 
 
@@ -66,7 +66,7 @@ def test_malformed_row_names_file_line_and_reason(tmp_path, row, reason):
 def test_task_specific_checks(tmp_path, name, row, reason):
     write_jsonl(tmp_path / name / "validation.jsonl", [row])
     with pytest.raises(DlzoError, match=f"line 1: .*{reason}"):
-        load_split(get_task(name), "validation", data_dir=tmp_path)
+        read_split(get_task(name), "validation", data_dir=tmp_path)
 
 
 def test_env_var_and_missing_train_fallback(tmp_path, monkeypatch):
@@ -89,7 +89,7 @@ def test_parquet_split(tmp_path):
 
     (tmp_path / "sst2").mkdir()
     pq.write_table(pa.Table.from_pylist(SST2_ROWS), tmp_path / "sst2" / "validation.parquet")
-    rows, _ = load_split(get_task("sst2"), "validation", data_dir=tmp_path)
+    rows, _ = read_split(get_task("sst2"), "validation", data_dir=tmp_path)
     assert rows == SST2_ROWS
     assert get_task("sst2").load_split("validation", data_dir=tmp_path) == SST2_ROWS
 

@@ -6,7 +6,7 @@
 >>> task.prompt(ex), task.candidates(ex), task.label(ex)
 """
 
-from .data import load_split
+from .data import read_split
 from .definitions import (
     CLASSIFICATION,
     GENERATION,
@@ -29,6 +29,6 @@ __all__ = [
     "TaskData",
     "default_num_dev",
     "get_task",
-    "load_split",
     "load_task_data",
+    "read_split",
 ]

@@ -29,14 +29,13 @@ def local_root(data_dir: str | Path | None = None) -> Path | None:
     return resolve_data_dir(data_dir)
 
 
-def load_split(task: Task, split: str, data_dir: str | Path | None = None,
+def read_split(task: Task, split: str, data_dir: str | Path | None = None,
                progress: bool = False) -> tuple[list[dict] | None, str]:
     """Return ``(rows, source)`` for one split of ``task``.
 
     ``rows`` is None only when a local task folder has no file for ``split`` (BoolQ and SQuAD lack train in
     ``shared/data``; :func:`dlzo.tasks.load_task_data` then falls back). A missing validation split is an
-    error.
-    ``source`` names where the rows came from (a folder, or ``hub:<id>``).
+    error. ``source`` names where the rows came from (a folder, or ``hub:<id>``).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
@@ -47,7 +46,8 @@ def load_split(task: Task, split: str, data_dir: str | Path | None = None,
     if not folder.is_dir():
         raise DlzoError(
             f"The data directory {root} has no folder {task.name!r}; add {task.name}/validation.jsonl (and "
-            f"train.jsonl) in the HF {task.hub_id} schema, or unset DLZO_DATA_DIR to load it from the hub."
+            f"train.jsonl) in the HF {task.hub_id} schema, or set no data directory (DLZO_DATA_DIR, "
+            "--data-dir) to load it from the hub."
         )
     path = split_file(folder, split)
     if path is None:

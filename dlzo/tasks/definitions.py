@@ -127,10 +127,10 @@ class Task:
                              "schema)")
 
     def load_split(self, split: str, data_dir=None, progress: bool = False) -> list[dict]:
-        """All rows of ``split`` ("train" or "validation"); see :func:`dlzo.tasks.data.load_split`."""
-        from .data import load_split
+        """All rows of ``split`` ("train" or "validation"); see :func:`dlzo.tasks.data.read_split`."""
+        from .data import read_split
 
-        rows, source = load_split(self, split, data_dir=data_dir, progress=progress)
+        rows, source = read_split(self, split, data_dir=data_dir, progress=progress)
         if rows is None:
             raise DlzoError(f"{source} has no {split} split for {self.name}; add {split}.jsonl there.")
         return rows

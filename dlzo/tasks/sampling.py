@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DlzoError
-from .data import load_split
+from .data import read_split
 from .definitions import Task, get_task
 
 MEZO_NUM_TEST = 1000  # MeZO's --num_eval
@@ -106,8 +106,8 @@ def load_task_data(
     for label, value in (("num_train", num_train), ("num_dev", num_dev), ("num_test", num_test)):
         if value < 0:
             raise DlzoError(f"{label} must be a non-negative number of examples, not {value}.")
-    validation, source = load_split(task, "validation", data_dir=data_dir, progress=progress)
-    train_rows, _ = load_split(task, "train", data_dir=data_dir, progress=progress)
+    validation, source = read_split(task, "validation", data_dir=data_dir, progress=progress)
+    train_rows, _ = read_split(task, "train", data_dir=data_dir, progress=progress)
     deviations = []
     if train_rows is not None:
         test = mezo_sample(validation, seed, num_test)
