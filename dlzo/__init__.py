@@ -5,8 +5,12 @@ with the tools to find that layer, analyse why it dominates, and benchmark it ag
 """
 
 from .errors import DlzoError
+from .evaluation import evaluate, evaluate_tasks
 from .first_order import FOConfig, train_first_order
+from .generation import generate_answers
 from .layers import decoder_layers, num_layers
+from .losses import make_loss_fn
+from .metrics import accuracy, exact_match, f1_score
 from .models import DEFAULT_MODEL, OFFLINE_MODELS, load_model
 from .outliers import (
     LOOSE_RULE,
@@ -17,7 +21,9 @@ from .outliers import (
     rank_mlp_channels,
     top_mlp_channels,
 )
+from .scoring import score_candidates, score_candidates_one_by_one
 from .selection import ChannelMask, LoraSpec, Selected, Selection
+from .tasks import TASK_NAMES, Task, TaskData, get_task, load_task_data
 from .training import TrainResult, ZOConfig, replay, train
 from .zo import ZOEngine
 
@@ -28,14 +34,28 @@ __all__ = [
     "LOOSE_RULE",
     "OFFLINE_MODELS",
     "STRICT_RULE",
+    "TASK_NAMES",
     "ActivationProfile",
     "DlzoError",
+    "Task",
+    "TaskData",
+    "accuracy",
     "decoder_layers",
+    "evaluate",
+    "evaluate_tasks",
+    "exact_match",
+    "f1_score",
     "first_outlier_layer",
+    "generate_answers",
+    "get_task",
     "load_model",
+    "load_task_data",
+    "make_loss_fn",
     "num_layers",
     "profile_activations",
     "rank_mlp_channels",
+    "score_candidates",
+    "score_candidates_one_by_one",
     "top_mlp_channels",
     "ChannelMask",
     "FOConfig",

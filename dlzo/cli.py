@@ -13,7 +13,7 @@ import sys
 
 from .errors import DlzoError
 
-COMMANDS = ["outliers", "train", "sweep", "notebooks"]
+COMMANDS = ["outliers", "eval", "train", "sweep", "bench", "notebooks"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,72 @@
+"""``dlzo bench``: time every kind of training step side by side on one batch (see :mod:`dlzo.bench`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import add_model_args, resolve_device, setup_torch
+
+
+def add_parser(sub) -> None:
+    from ..bench import CASES
+
+    p = sub.add_parser(
+        "bench",
+        help="time forward, MeZO's published step, dlzo full/dominant/LoRA steps and an AdamW step side by side",
+        description="Benchmark the training steps of one model on one batch of a task, in one process: "
+        "medians after warm-up, phase breakdown, peak memory, and the ratios between cases.",
+    )
+    add_model_args(p)
+    p.add_argument("--task", default="sst2", help="task whose training batch is used (default sst2)")
+    p.add_argument("--data-dir", default=None, help="benchmark data folder (default: $DLZO_DATA_DIR)")
+    p.add_argument("--batch-size", type=int, default=16, help="examples per step (default 16)")
+    p.add_argument("--layer", default="dominant", help="the single layer to train: an index or 'dominant'")
+    p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of: {', '.join(CASES)}")
+    p.add_argument("--repeats", type=int, default=10, help="timed repeats per case (median reported)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps per case")
+    p.add_argument("--json", dest="json_path", default=None, help="also write the table and ratios as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench import benchmark, environment
+    from ..errors import DlzoError
+    from ..losses import make_loss_fn
+    from ..models import load_model
+    from ..outliers import profile_activations
+    from ..tasks import load_task_data
+
+    setup_torch(args)
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    device = resolve_device(args.device)
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=device, progress=args.progress)
+    data = load_task_data(args.task, seed=0, data_dir=args.data_dir)
+    if len(data.train) < args.batch_size:
+        raise DlzoError(f"{args.task} has only {len(data.train)} training examples; lower --batch-size.")
+    batch = data.train[: args.batch_size]
+    if args.layer == "dominant":
+        layer = profile_activations(model, tokenizer).first_outlier_layer()
+        if layer is None:
+            raise DlzoError("No layer passes the strict outlier rule; pass --layer N.")
+    else:
+        layer = int(args.layer)
+    table = benchmark(model, tokenizer, lambda m: make_loss_fn(m, tokenizer, data.task), batch, layer, cases=cases,
+                      warmup=args.warmup, repeats=args.repeats, progress=args.progress)
+    env = environment(device)
+    print(f"model {args.model} | task {args.task} | batch {args.batch_size} | layer {layer} | {env['device']} | "
+          f"threads {env['threads']} | dtype {args.dtype}")
+    shown = table.drop(columns=["repeats"]).round(2)
+    print(shown.to_string())
+    for name, value in table.attrs["ratios"].items():
+        print(f"{name}: {value:.2f}" if value is not None else f"{name}: n/a")
+    if args.json_path:
+        payload = {"environment": env, "model": args.model, "task": args.task, "batch_size": args.batch_size,
+                   "layer": layer, "dtype": args.dtype, "cases": json.loads(table.reset_index().to_json(orient="records")),
+                   "ratios": table.attrs["ratios"]}
+        path = Path(args.json_path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(payload, indent=1))
+        tmp.replace(path)
+    return 0

@@ -1,0 +1,188 @@
+"""Candidate scoring: the log-probability of each candidate's tokens after the prompt (MeZO).
+
+Tokenisation follows MeZO's ``encode_prompt``: the prompt and prompt+candidate are tokenised separately,
+with the tokenizer's special tokens (a BOS where the tokenizer adds one, as Gemma's does; SmolLM2 and Qwen
+add none); the candidate is the last ``len(enc(prompt + candidate)) - len(enc(prompt))`` tokens of
+``enc(prompt + candidate)``. So the scored tokens are exactly those the model sees at the end of the
+concatenation, leading space included (" great" is one token "Ġgreat", not "Ġ" + "great"). Inputs longer
+than ``max_length`` lose tokens on the left, after the leading special tokens (MeZO keeps the BOS the same
+way).
+
+MeZO's score is the MEAN log-probability of the candidate's tokens and the prediction is the argmax. With
+SFC calibration (``calibrate=True``, Holtzman et al. 2021) MeZO scores
+``sum log p(c | prompt) - sum log p(c | sfc prompt)``, the sfc prompt being the template with the input
+removed; we do the same. MeZO runs one forward per candidate (:func:`score_candidates_one_by_one`
+reproduces that); :func:`score_candidates` packs all examples and candidates of a batch into one
+right-padded forward, with candidates whose model input is identical (single-token verbalizers after the
+same prompt) sharing one row, which is exact: a causal LM's prediction at a position depends only on the
+tokens before it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import DlzoError
+from .tasks import Task
+
+DEFAULT_MAX_LENGTH = 2048  # MeZO's --max_length
+
+
+def context_length(model, max_length: int | None = None) -> int:
+    """The longest input scored: ``max_length`` (default MeZO's 2048), capped at the model's context."""
+    limit = max_length or DEFAULT_MAX_LENGTH
+    positions = getattr(model.config, "max_position_embeddings", None)
+    return min(limit, positions) if positions else limit
+
+
+def num_leading_special(tokenizer) -> int:
+    """How many special tokens (BOS) the tokenizer puts before any text."""
+    return len(tokenizer("")["input_ids"])
+
+
+def truncate_left(ids: list[int], max_length: int, keep_first: int) -> list[int]:
+    """Keep the first ``keep_first`` ids (BOS) and the last ``max_length - keep_first`` of the rest."""
+    if len(ids) <= max_length:
+        return ids
+    return ids[:keep_first] + ids[len(ids) - (max_length - keep_first):]
+
+
+def encode_continuations(tokenizer, context: str, continuations: list[str],
+                         max_length: int) -> list[tuple[list[int], int]]:
+    """For each continuation: (token ids of context + continuation, number of trailing ids that are the
+    continuation), as MeZO's ``encode_prompt`` computes them (module docstring).
+
+    A continuation with nothing before it (SFC with an empty calibration prompt and a tokenizer that adds no
+    BOS) gets the tokenizer's BOS, else its EOS, as context: a first token cannot be scored from nothing.
+    """
+    context_len = len(tokenizer(context)["input_ids"])
+    keep_first = num_leading_special(tokenizer)
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    encoded = []
+    for continuation in continuations:
+        ids = tokenizer(context + continuation)["input_ids"]
+        n = len(ids) - context_len
+        if n <= 0:
+            raise DlzoError(f"The continuation {continuation!r} adds no token after {context[-40:]!r}; "
+                            "use a candidate text that tokenises to at least one token.")
+        if n == len(ids):
+            ids = [start, *ids]
+        if n > max_length - keep_first - 1:
+            raise DlzoError(f"A continuation of {n} tokens does not fit max_length={max_length}; "
+                            "raise max_length.")
+        encoded.append((truncate_left(ids, max_length, keep_first), n))
+    return encoded
+
+
+def continuation_logprobs(model, sequences: list[tuple[list[int], int]]) -> list[torch.Tensor]:
+    """Log-probabilities of the last ``n`` tokens of each ``(ids, n)`` sequence, from ONE forward.
+
+    Sequences are right-padded rows, so position ids need no adjustment and no real token ever sees a pad
+    (whose id, 0, is therefore irrelevant); sequences whose model input ``ids[:-1]`` is identical share a row;
+    only the positions that predict a scored token are projected onto the vocabulary (``logits_to_keep``).
+    Differentiable: runs with autograd unless the caller disables it. Returns one float32 tensor of ``n``
+    log-probabilities per sequence, on the model's device.
+    """
+    rows: list[list[int]] = []
+    row_of: dict[tuple[int, ...], int] = {}
+    for ids, _ in sequences:
+        key = tuple(ids[:-1])
+        if key not in row_of:
+            row_of[key] = len(rows)
+            rows.append(ids[:-1])
+    device = model.device
+    width = max(len(row) for row in rows)
+    input_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        input_ids[r, : len(row)] = torch.tensor(row)
+        attention_mask[r, : len(row)] = 1
+    # token ids[t] is predicted at position t - 1
+    row_index, positions, targets = [], [], []
+    for ids, n in sequences:
+        row_index += [row_of[tuple(ids[:-1])]] * n
+        positions += range(len(ids) - 1 - n, len(ids) - 1)
+        targets += ids[len(ids) - n:]
+    keep = sorted(set(positions))
+    column = {p: k for k, p in enumerate(keep)}
+    logits = model(
+        input_ids=input_ids.to(device),
+        attention_mask=attention_mask.to(device),
+        logits_to_keep=torch.tensor(keep, device=device),
+        use_cache=False,
+    ).logits
+    picked = logits[torch.tensor(row_index, device=device),
+                    torch.tensor([column[p] for p in positions], device=device)].float()
+    logprobs = picked.log_softmax(-1).gather(1, torch.tensor(targets, device=device)[:, None])[:, 0]
+    return list(logprobs.split([n for _, n in sequences]))
+
+
+def candidate_logprobs(model, tokenizer, task: Task, examples: list[dict], max_length: int | None = None,
+                       sfc: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log-probability and token count of every candidate: two ``[len(examples), num_candidates]``
+    tensors (float32 sums on the model's device, int64 counts on the same device). One forward.
+
+    ``sfc=True`` scores the candidates after the calibration prompt instead of the prompt.
+    """
+    max_length = context_length(model, max_length)
+    sequences, width = [], None
+    for ex in examples:
+        candidates = task.candidates(ex)
+        width = width or len(candidates)
+        if len(candidates) != width:
+            raise ValueError(f"{task.name}: examples with different numbers of candidates in one batch")
+        prompt = task.sfc_prompt(ex) if sfc else task.prompt(ex)
+        sequences += encode_continuations(tokenizer, prompt, candidates, max_length)
+    logprobs = continuation_logprobs(model, sequences)
+    sums = torch.stack([lp.sum() for lp in logprobs]).view(len(examples), width)
+    counts = torch.tensor([n for _, n in sequences], device=sums.device).view(len(examples), width)
+    return sums, counts
+
+
+def target_logprobs(model, tokenizer, prompts: list[str], targets: list[str],
+                    max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log-probability and token count of each ``target`` after its prompt (1-D tensors); one
+    forward."""
+    max_length = context_length(model, max_length)
+    sequences = [encode_continuations(tokenizer, prompt, [target], max_length)[0]
+                 for prompt, target in zip(prompts, targets, strict=True)]
+    logprobs = continuation_logprobs(model, sequences)
+    sums = torch.stack([lp.sum() for lp in logprobs])
+    return sums, torch.tensor([n for _, n in sequences], device=sums.device)
+
+
+def score_candidates(model, tokenizer, task: Task, examples: list[dict], max_length: int | None = None,
+                     calibrate: bool = False) -> torch.Tensor:
+    """MeZO's candidate scores, ``[len(examples), num_candidates]``: mean token log-probability, or with
+    ``calibrate`` the SFC difference of sums. Batched (one forward, two with calibration)."""
+    sums, counts = candidate_logprobs(model, tokenizer, task, examples, max_length)
+    if calibrate:
+        return sums - candidate_logprobs(model, tokenizer, task, examples, max_length, sfc=True)[0]
+    return sums / counts
+
+
+@torch.inference_mode()
+def score_candidates_one_by_one(model, tokenizer, task: Task, examples: list[dict],
+                                max_length: int | None = None, calibrate: bool = False) -> torch.Tensor:
+    """The same scores as :func:`score_candidates`, computed as MeZO does: one unpadded forward per candidate,
+    log-softmax over every position, the last ``n`` token log-probabilities kept. The reference for tests."""
+    max_length = context_length(model, max_length)
+
+    def token_logprobs(ids: list[int], n: int) -> torch.Tensor:
+        input_ids = torch.tensor([ids], device=model.device)
+        logprobs = model(input_ids=input_ids).logits[0, :-1].float().log_softmax(-1)
+        return logprobs.gather(1, input_ids[0, 1:, None])[:, 0][-n:]
+
+    scores = []
+    for ex in examples:
+        row = []
+        for candidate in task.candidates(ex):
+            [encoded] = encode_continuations(tokenizer, task.prompt(ex), [candidate], max_length)
+            logprobs = token_logprobs(*encoded)
+            if calibrate:
+                [sfc] = encode_continuations(tokenizer, task.sfc_prompt(ex), [candidate], max_length)
+                row.append(logprobs.sum() - token_logprobs(*sfc).sum())
+            else:
+                row.append(logprobs.mean())
+        scores.append(torch.stack(row))
+    return torch.stack(scores)
