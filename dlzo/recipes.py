@@ -20,6 +20,10 @@ Method names (``RunConfig.method``) and their options:
 ``fo_full``        first-order AdamW on every parameter
 ``fo_layer``       first-order AdamW on ``layers``
 =================  =========================================================================================
+
+Options every method takes: ``num_train``, ``num_dev``, ``num_test`` (sample sizes; MeZO's by default),
+``dominant_layer`` (skip profiling), ``rule`` (``strict`` | ``loose`` outlier rule for "dominant"),
+``optimizer`` (ZO optimizer name), ``recipe`` (the method recipe when the grid label differs).
 """
 
 from __future__ import annotations
@@ -174,7 +178,10 @@ class RunContext:
         base, tokenizer = self.model(config.model)
         data = self.data(config.task, config.seed, options)
         n_layers = num_layers(base)
-        dominant = self.dominant_layer(config.model, options.get("rule", "strict"))
+        if options.get("dominant_layer") is not None:  # known in advance (skips profiling)
+            dominant = int(options["dominant_layer"])
+        else:
+            dominant = self.dominant_layer(config.model, options.get("rule", "strict"))
         selection = build_selection(recipe_name, options, dominant, n_layers, config.seed)
         model = copy.deepcopy(base)
         task = data.task

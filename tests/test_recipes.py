@@ -1,0 +1,63 @@
+"""Method recipes and one grid cell end to end, on a tiny random LLaMA saved with SmolLM2's tokenizer."""
+
+import json
+
+import pytest
+import torch
+import transformers
+
+from dlzo.errors import DlzoError
+from dlzo.experiments import ResultsStore, RunConfig, expand_grid, run_grid
+from dlzo.recipes import METHODS, RunContext, build_selection, random_layer
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, smollm2):
+    _, tokenizer = smollm2
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+                                      max_position_embeddings=512, tie_word_embeddings=True)
+    folder = tmp_path_factory.mktemp("tiny")
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_every_method_builds_a_selection():
+    for name in METHODS:
+        options = {"layers": [1]} if name in ("layer", "fo_layer") else {}
+        selection = build_selection(name, options, dominant=2, n_layers=4, seed=0)
+        assert (selection is None) == (name == "zero_shot")
+    assert tuple(build_selection("dominant", {}, 2, 4, 0).layers) == (2,)
+    assert tuple(build_selection("layer", {"layers": ["dominant", 3]}, 2, 4, 0).layers) == (2, 3)
+    with pytest.raises(DlzoError, match="needs the option 'layers'"):
+        build_selection("layer", {}, 2, 4, 0)
+    with pytest.raises(DlzoError, match="Unknown method 'magic'"):
+        build_selection("magic", {}, 2, 4, 0)
+
+
+def test_random_layer_control_never_picks_the_dominant_layer():
+    picks = {random_layer(seed, 30, exclude=11) for seed in range(200)}
+    assert 11 not in picks and len(picks) > 20
+    assert random_layer(5, 30, 11) == random_layer(5, 30, 11)
+
+
+@pytest.mark.real_model
+def test_grid_cells_run_end_to_end(tiny_dir, tmp_path):
+    small = {"num_train": 32, "num_dev": 16, "num_test": 16, "dominant_layer": 2}
+    methods = {"zero_shot": dict(small), "dominant": {**small, "lr": 1e-3}, "fo_layer": {**small, "layers": [1], "lr": 1e-3}}
+    runs = expand_grid([tiny_dir], ["sst2", "copa"], methods, seeds=[0], steps=3, batch_size=4, eval_every=2)
+    store = ResultsStore(tmp_path / "sweep")
+    context = RunContext(device="cpu")
+    assert run_grid(runs, store, context.run, progress=False)["ran"] == 6
+    table = store.table().set_index(["task", "method"])
+    assert set(table.index) == {(t, m) for t in ("sst2", "copa") for m in methods}
+    assert json.loads(table.loc[("sst2", "dominant"), "trained_layers"]) == [2]
+    assert table.loc[("copa", "fo_layer"), "trained_layers"] == "[1]"
+    assert table.loc[("sst2", "zero_shot"), "num_parameters"] == 0
+    for _, row in table.iterrows():
+        assert 0 <= row["test_score"] <= 100 and row["num_test"] == 16 and row["device"] == "cpu"
+    assert (table["num_parameters"] > 0).sum() == 4
+    zero = table.loc[("sst2", "zero_shot")]
+    assert zero["dev_score"] == table.loc[("sst2", "dominant"), "zero_shot_dev_score"]
