@@ -7,7 +7,7 @@ import torch
 import transformers
 
 from dlzo.errors import DlzoError
-from dlzo.experiments import ResultsStore, RunConfig, expand_grid, run_grid
+from dlzo.experiments import ResultsStore, expand_grid, run_grid
 from dlzo.recipes import METHODS, RunContext, build_selection, random_layer
 
 
