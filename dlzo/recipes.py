@@ -29,6 +29,7 @@ Options every method takes: ``num_train``, ``num_dev``, ``num_test`` (sample siz
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass
 
@@ -238,13 +239,14 @@ class RunContext:
 
 
 def json_list(values) -> str:
-    return "[" + ", ".join(str(v) for v in values) + "]"
+    """``[2, 11]`` for layer indices, ``["all"]`` for the whole model (valid JSON either way)."""
+    return json.dumps(list(values))
 
 
 def _selected_layers(result) -> list[int]:
     header = next((r for r in result.records if r.get("type") == "config"), {})
     layers = header.get("selection", {}).get("layers")  # the resolved layers (None: the whole model)
-    return list(layers) if layers else []
+    return list(layers) if layers else ["all"]
 
 
 def step_seconds(record: dict) -> float:
