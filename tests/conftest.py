@@ -1,4 +1,5 @@
-"""Shared test setup: one CPU thread (the machine is shared) and the ZO-engine helpers on the path."""
+"""Shared test setup: one CPU thread (the machine is shared). The helpers (zo_helpers, zo_resume_run) are
+imported from this folder, which pytest puts on sys.path."""
 
 import torch
 
