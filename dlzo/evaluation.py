@@ -132,3 +132,38 @@ def evaluate_tasks(model, tokenizer, tasks, seed: int = 0, data_dir=None,
     frame = pd.DataFrame(rows)
     frame.attrs["results"] = results
     return frame
+
+
+def answer_loss(model, tokenizer, task: Task, examples: list[dict], batch_size: int = 16,
+                max_length: int | None = None) -> float:
+    """Mean answer-token loss (teacher forcing) of a generation task: its dev loss, without decoding."""
+    limit = loss_max_length(model, task, max_length)
+    total = weight = 0.0
+    with torch.inference_mode():
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start:start + batch_size]
+            sums, counts = target_logprobs(model, tokenizer, [task.prompt(ex) for ex in chunk],
+                                           [task.target(ex) for ex in chunk], limit)
+            total += lm_loss(sums, counts).item() * counts.sum().item()
+            weight += counts.sum().item()
+    return total / weight
+
+
+def dev_eval_fn(tokenizer, task: Task, examples: list[dict], batch_size: int = 16, decode: bool = True):
+    """``eval_fn(model) -> {"loss", "score"}`` on dev examples, as the training loops expect.
+
+    The loss selects checkpoints (MeZO: lowest dev loss). Generation tasks get it by teacher forcing; their
+    score needs greedy decoding, which ``decode=False`` skips (score None) to keep frequent evaluations cheap.
+    """
+
+    def eval_fn(model) -> dict:
+        if task.kind == GENERATION:
+            loss = answer_loss(model, tokenizer, task, examples, batch_size)
+            score = None
+            if decode:
+                score = evaluate(model, tokenizer, task, examples, batch_size=batch_size, with_loss=False)["score"]
+            return {"loss": loss, "score": score}
+        result = evaluate(model, tokenizer, task, examples, batch_size=batch_size)
+        return {"loss": result["loss"], "score": result["score"]}
+
+    return eval_fn

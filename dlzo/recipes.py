@@ -166,10 +166,9 @@ class RunContext:
     # ------------------------------------------------------------------------------------------ one run
     def run(self, config: RunConfig) -> dict:
         """Train (or not) and evaluate one grid cell; returns the metrics row."""
-        from .evaluation import evaluate
+        from .evaluation import dev_eval_fn, evaluate
         from .first_order import FOConfig, train_first_order
         from .losses import make_loss_fn
-        from .tasks import GENERATION
         from .training import ZOConfig, train
 
         start = time.perf_counter()
@@ -188,12 +187,7 @@ class RunContext:
         task = data.task
         batch = self.eval_batch_size
 
-        def eval_fn(m) -> dict:  # dev: the loss selects checkpoints; generation skips decoding here
-            if task.kind == GENERATION:
-                result = evaluate(m, tokenizer, task, data.dev, batch_size=batch, with_loss=False)
-                return {"loss": _dev_lm_loss(m, tokenizer, task, data.dev, batch), "score": result["score"]}
-            result = evaluate(m, tokenizer, task, data.dev, batch_size=batch)
-            return {"loss": result["loss"], "score": result["score"]}
+        eval_fn = dev_eval_fn(tokenizer, task, data.dev, batch_size=batch)
 
         row = {"device": str(torch.cuda.get_device_name(0) if self.device.startswith("cuda") else "cpu"),
                "dtype": self.dtype, "dominant_layer": dominant, "deviations": "; ".join(data.deviations),
@@ -252,20 +246,3 @@ def _selected_layers(result) -> list[int]:
 def step_seconds(record: dict) -> float:
     """Wall time of one logged step (ZO: perturb + forward + update; FO: forward-backward + update)."""
     return sum(v for k, v in record.items() if k.startswith("time_") and v is not None)
-
-
-def _dev_lm_loss(model, tokenizer, task, examples, batch_size: int) -> float:
-    """Mean answer-token loss on ``examples`` (teacher forcing), for checkpoint selection on generation tasks."""
-    from .losses import lm_loss, loss_max_length
-    from .scoring import target_logprobs
-
-    limit = loss_max_length(model, task)
-    total = weight = 0.0
-    with torch.inference_mode():
-        for start in range(0, len(examples), batch_size):
-            chunk = examples[start:start + batch_size]
-            sums, counts = target_logprobs(model, tokenizer, [task.prompt(ex) for ex in chunk],
-                                           [task.target(ex) for ex in chunk], limit)
-            total += lm_loss(sums, counts).item() * counts.sum().item()
-            weight += counts.sum().item()
-    return total / weight

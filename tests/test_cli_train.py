@@ -31,7 +31,7 @@ def setup(tmp_path_factory):
 
 def args(root, out, *extra):
     return ["train", "--model", str(root / "model"), "--data-dir", str(root / "data"), "--num-train", "32",
-            "--num-eval", "8", "--batch-size", "4", "--lr", "1e-3", "--threads", "1", "--no-progress",
+            "--num-dev", "8", "--num-test", "8", "--batch-size", "4", "--lr", "1e-3", "--threads", "1", "--no-progress",
             "--out", str(out), *extra]
 
 
@@ -40,6 +40,7 @@ def test_train_resume_and_first_order(setup, capsys):
     assert main(args(setup, out, "--select", "1,2", "--steps", "6", "--eval-every", "3", "--optimizer", "adam")) == 0
     printed = capsys.readouterr().out
     assert "zero-shot: dev loss" in printed and "returned step" in printed
+    assert "test: accuracy" in printed and json.loads((out / "test.json").read_text())["n"] == 8
     result = json.loads((out / "result.json").read_text())
     assert result["steps"] == 6 and [e["step"] for e in result["evals"]] == [0, 3, 6]
     assert main(args(setup, out, "--select", "1,2", "--steps", "9", "--eval-every", "3", "--optimizer", "adam",
@@ -58,7 +59,7 @@ def test_train_resume_and_first_order(setup, capsys):
         (["--select", "one"], "--select 'one' is not valid"),
         (["--select", "all", "--no-norms"], "apply inside chosen layers"),
         (["--select", "1", "--modules", "ffn"], "Unknown module group 'ffn'"),
-        (["--task", "rte"], "only --task sst2"),
+        (["--task", "rtee"], "Unknown task 'rtee'"),
         (["--select", "1", "--lr", "-1"], "learning rate"),
     ],
 )

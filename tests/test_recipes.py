@@ -47,17 +47,21 @@ def test_random_layer_control_never_picks_the_dominant_layer():
 def test_grid_cells_run_end_to_end(tiny_dir, tmp_path):
     small = {"num_train": 32, "num_dev": 16, "num_test": 16, "dominant_layer": 2}
     methods = {"zero_shot": dict(small), "dominant": {**small, "lr": 1e-3}, "fo_layer": {**small, "layers": [1], "lr": 1e-3}}
-    runs = expand_grid([tiny_dir], ["sst2", "copa"], methods, seeds=[0], steps=3, batch_size=4, eval_every=2)
+    runs = expand_grid([tiny_dir], ["sst2", "copa", "squad"], methods, seeds=[0], steps=3, batch_size=4,
+                       eval_every=2)
     store = ResultsStore(tmp_path / "sweep")
     context = RunContext(device="cpu")
-    assert run_grid(runs, store, context.run, progress=False)["ran"] == 6
+    assert run_grid(runs, store, context.run, progress=False)["ran"] == 9
     table = store.table().set_index(["task", "method"])
-    assert set(table.index) == {(t, m) for t in ("sst2", "copa") for m in methods}
+    assert set(table.index) == {(t, m) for t in ("sst2", "copa", "squad") for m in methods}
+    squad = table.loc[("squad", "dominant")]  # a generation task through the ZO engine: LM loss, F1/EM
+    assert squad["metric"] == "f1" and squad["test_em"] is not None and squad["dev_loss"] > 0
+    assert "no train split" in squad["deviations"]
     assert json.loads(table.loc[("sst2", "dominant"), "trained_layers"]) == [2]
     assert table.loc[("copa", "fo_layer"), "trained_layers"] == "[1]"
     assert table.loc[("sst2", "zero_shot"), "num_parameters"] == 0
     for _, row in table.iterrows():
         assert 0 <= row["test_score"] <= 100 and row["num_test"] == 16 and row["device"] == "cpu"
-    assert (table["num_parameters"] > 0).sum() == 4
+    assert (table["num_parameters"] > 0).sum() == 6
     zero = table.loc[("sst2", "zero_shot")]
     assert zero["dev_score"] == table.loc[("sst2", "dominant"), "zero_shot_dev_score"]

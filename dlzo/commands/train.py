@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ..errors import DlzoError
 from .common import add_model_args, resolve_device, setup_torch
@@ -21,10 +22,14 @@ def add_parser(sub) -> None:
         "--method fo runs the first-order AdamW baseline over the same selection.",
     )
     add_model_args(p)
-    p.add_argument("--task", default="sst2", help="benchmark task (for now: sst2)")
-    p.add_argument("--data-dir", default=None, help="folder with <task>/{train,validation}.jsonl (default: $DLZO_DATA_DIR)")
-    p.add_argument("--num-train", type=int, default=1000, help="training examples sampled with --seed (default 1000)")
-    p.add_argument("--num-eval", type=int, default=200, help="dev examples from the validation split (default 200)")
+    p.add_argument("--task", default="sst2", help="benchmark task: sst2, rte, cb, boolq, wsc, multirc, copa, squad, drop")
+    p.add_argument("--data-dir", default=None,
+                   help="folder with <task>/{train,validation}.jsonl (default: $DLZO_DATA_DIR, else the hub)")
+    p.add_argument("--num-train", type=int, default=1000, help="training examples (MeZO sampling, default 1000)")
+    p.add_argument("--num-dev", type=int, default=None, help="dev examples (default: MeZO's, 500; CB/COPA 100)")
+    p.add_argument("--num-test", type=int, default=1000, help="test examples scored at the end (default 1000)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel ZO under torchrun: each rank runs its shard of every batch")
     sel = p.add_argument_group("selection")
     sel.add_argument("--select", default="dominant",
                      help="dominant (first outlier layer), all (whole model), or layer indices like 11 or 2,11")
@@ -84,84 +89,17 @@ def parse_selection(args: argparse.Namespace):
     return Selection(layers=layers, modules=modules, norms=args.norms, sparse=args.sparse)
 
 
-def sst2_until_dlzo_tasks(tokenizer, data_dir, num_train: int, num_eval: int, seed: int):
-    """PLACEHOLDER for ``dlzo.tasks`` (the tasks issue), which will replace this whole function.
-
-    SST-2 from ``<data_dir>/sst2/{train,validation}.jsonl`` (fields ``sentence``, ``label``): train = the
-    first ``num_train`` of a numpy-``seed`` permutation of the train split, dev = the first ``num_eval`` of
-    one of the validation split. Prompt ``"{sentence} It was"``, candidates " terrible" / " great"; the
-    loss is the cross-entropy over the candidates' log-probabilities (single-token verbalizers only),
-    the score is accuracy. Returns ``(train, dev, loss_fn, make_eval_fn)`` where ``loss_fn(model)(batch)``.
-    """
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-
-    from ..paths import data_dir as resolve_data_dir
-
-    folder = resolve_data_dir(data_dir) / "sst2"
-    splits = {}
-    for split in ("train", "validation"):
-        path = folder / f"{split}.jsonl"
-        if not path.is_file():
-            raise DlzoError(f"{path} is missing; put the SST-2 jsonl files in <data_dir>/sst2/.")
-        splits[split] = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rng = np.random.default_rng(seed)
-    train = [splits["train"][i] for i in rng.permutation(len(splits["train"]))[:num_train]]
-    dev_order = np.random.default_rng(seed).permutation(len(splits["validation"]))
-    dev = [splits["validation"][i] for i in dev_order[:num_eval]]
-    candidates = []
-    for word in (" terrible", " great"):
-        ids = tokenizer(word, add_special_tokens=False).input_ids
-        if len(ids) != 1:
-            raise DlzoError("This placeholder SST-2 path needs single-token verbalizers; use dlzo.tasks for this model.")
-        candidates.append(ids[0])
-
-    def class_logprobs(model, batch):
-        prompts = [f"{ex['sentence'].strip()} It was" for ex in batch]
-        enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="right")
-        device = model.get_input_embeddings().weight.device
-        last = enc["attention_mask"].sum(dim=1) - 1
-        keep = torch.unique(last)  # only the prompts' last positions go through the LM head
-        logits = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
-                       logits_to_keep=keep.to(device)).logits
-        rows = logits[torch.arange(len(batch)), torch.searchsorted(keep, last).to(device)]
-        return F.log_softmax(rows.float(), dim=-1)[:, candidates]
-
-    def loss_fn(model):
-        def loss(batch):
-            labels = torch.tensor([int(ex["label"]) for ex in batch])
-            scores = class_logprobs(model, batch)
-            return F.cross_entropy(scores, labels.to(scores.device))
-
-        return loss
-
-    def make_eval_fn(batch_size: int = 32):
-        def eval_fn(model):
-            total, correct = 0.0, 0
-            for start in range(0, len(dev), batch_size):
-                batch = dev[start : start + batch_size]
-                scores = class_logprobs(model, batch)
-                labels = torch.tensor([int(ex["label"]) for ex in batch], device=scores.device)
-                total += float(F.cross_entropy(scores, labels, reduction="sum"))
-                correct += int((scores.argmax(dim=-1) == labels).sum())
-            return {"loss": total / len(dev), "score": correct / len(dev)}
-
-        return eval_fn
-
-    return train, dev, loss_fn, make_eval_fn
-
-
 def run(args: argparse.Namespace) -> int:
+    from ..evaluation import dev_eval_fn, evaluate
     from ..first_order import FOConfig, train_first_order
+    from ..losses import make_loss_fn
     from ..models import load_model
+    from ..tasks import load_task_data
     from ..training import ZOConfig, train
 
     setup_torch(args)
-    if args.task != "sst2":
-        raise DlzoError(f"Task {args.task!r} is not available yet; only --task sst2 runs until dlzo.tasks lands.")
-    if args.num_train < 1 or args.num_eval < 1:
-        raise DlzoError("--num-train and --num-eval must be positive.")
+    if args.num_train < 1 or (args.num_dev is not None and args.num_dev < 1) or args.num_test < 0:
+        raise DlzoError("--num-train and --num-dev must be positive and --num-test non-negative.")
     selection = parse_selection(args)
     common = dict(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                   weight_decay=args.weight_decay, eval_every=args.eval_every, best_by=args.best_by)
@@ -169,26 +107,48 @@ def run(args: argparse.Namespace) -> int:
         config = ZOConfig(eps=args.eps, optimizer=args.optimizer, directions=args.directions,
                           one_sided=args.one_sided, checkpoint_every=args.checkpoint_every, **common)
     else:
-        if args.resume:
-            raise DlzoError("First-order runs do not resume; drop --resume or use --method zo.")
+        if args.resume or args.distributed:
+            raise DlzoError("First-order runs neither resume nor shard; drop --resume/--distributed or use --method zo.")
         config = FOConfig(**common)
-    model, tokenizer = load_model(args.model, dtype=args.dtype, device=resolve_device(args.device),
-                                  progress=args.progress)
-    train_set, _dev, loss_fn, make_eval_fn = sst2_until_dlzo_tasks(tokenizer, args.data_dir, args.num_train,
-                                                                   args.num_eval, args.seed)
+    rank, device = 0, resolve_device(args.device)
+    if args.distributed:
+        from ..distributed import init_from_env
+
+        rank, _world, device = init_from_env()
+    data = load_task_data(args.task, seed=args.seed, data_dir=args.data_dir, num_train=args.num_train,
+                          num_dev=args.num_dev, num_test=args.num_test)
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=device, progress=args.progress)
     selected = selection.apply(model, tokenizer)
-    print(f"model: {args.model}   selection: layers={selected.layers if selected.layers is not None else 'all'} "
-          f"({len(selected.params)} tensors, {selected.num_parameters:,} parameters)   method: {args.method}",
-          file=sys.stderr)
+    say = (lambda *a, **k: print(*a, **k)) if rank == 0 else (lambda *a, **k: None)
+    say(f"model: {args.model}   task: {data.task.name} ({len(data.train)} train, {len(data.dev)} dev, "
+        f"{len(data.test)} test)   selection: layers={selected.layers if selected.layers is not None else 'all'} "
+        f"({len(selected.params)} tensors, {selected.num_parameters:,} parameters)   method: {args.method}",
+        file=sys.stderr)
+    for note in data.deviations:
+        say(f"note: {note}", file=sys.stderr)
+    loss_fn = make_loss_fn(selected.model, tokenizer, data.task)
+    if args.distributed:
+        from ..distributed import ShardedLoss
+
+        loss_fn = ShardedLoss(loss_fn)
+    eval_fn = dev_eval_fn(tokenizer, data.task, data.dev)
+    out = args.out if rank == 0 else None  # one run folder; every rank holds the same parameters
     if args.method == "zo":
-        result = train(model, selected, loss_fn(model), train_set, config, eval_fn=make_eval_fn(),
-                       out_dir=args.out, resume=args.resume, progress=args.progress)
+        result = train(model, selected, loss_fn, data.train, config, eval_fn=eval_fn, out_dir=out,
+                       resume=args.resume, progress=args.progress and rank == 0)
     else:
-        result = train_first_order(model, selected, loss_fn(model), train_set, config, eval_fn=make_eval_fn(),
-                                   out_dir=args.out, progress=args.progress)
+        result = train_first_order(model, selected, loss_fn, data.train, config, eval_fn=eval_fn, out_dir=out,
+                                   progress=args.progress)
     for label, metrics in (("zero-shot", result.zero_shot), ("final", result.final), ("best", result.best)):
         if metrics is not None:
-            print(f"{label:>9}: dev loss {metrics['loss']:.4f}   dev accuracy {metrics['score']:.4f}")
-    print(f"returned step {result.returned_step} of {result.steps}; {result.wall_time_s:.1f} s on {result.device} "
-          f"({result.threads} threads); wrote {args.out}")
+            score = "n/a" if metrics.get("score") is None else f"{metrics['score']:.2f}"
+            say(f"{label:>9}: dev loss {metrics['loss']:.4f}   dev {data.task.metric} {score}")
+    if data.test and rank == 0:
+        test = evaluate(selected.model, tokenizer, data.task, data.test, with_loss=False)
+        say(f"     test: {data.task.metric} {test['score']:.2f} on {test['n']} examples (returned parameters)")
+        if out:
+            (Path(out) / "test.json").write_text(json.dumps({k: v for k, v in test.items() if k != "predictions"},
+                                                            indent=1))
+    say(f"returned step {result.returned_step} of {result.steps}; {result.wall_time_s:.1f} s on {result.device} "
+        f"({result.threads} threads); wrote {args.out}")
     return 0
