@@ -59,9 +59,11 @@ def run_notebook(name: str | Path, params: str | Path | dict = "ci", output: str
                  timeout: int = 3600, overrides: dict | None = None, progress: bool = False) -> Path:
     """Execute a notebook with papermill and the given parameter set; return the executed notebook's path.
 
-    The output is written to a temporary file first and moved into place only when execution succeeded,
-    so a failed run never leaves a half-written notebook behind.
+    The paired ``.py`` (jupytext py:percent) is the source when it exists, so the executed notebook always
+    reflects the reviewed script. The output is written to a temporary file first and moved into place only
+    when execution succeeded, so a failed run never leaves a half-written notebook behind.
     """
+    import jupytext
     import papermill
 
     source = Path(name) if Path(name).suffix == ".ipynb" else find_notebook(str(name))
@@ -74,15 +76,23 @@ def run_notebook(name: str | Path, params: str | Path | dict = "ci", output: str
     env_backend = os.environ.pop("MPLBACKEND", None)  # an Agg backend would drop the inline figures
     fd, tmp = tempfile.mkstemp(suffix=".ipynb", dir=target.parent)
     os.close(fd)
+    paired = source.with_suffix(".py")
+    fd_in, tmp_in = tempfile.mkstemp(suffix=".ipynb", dir=target.parent)
+    os.close(fd_in)
     try:
+        if paired.is_file():
+            jupytext.write(jupytext.read(paired), tmp_in, fmt="ipynb")
+        else:
+            shutil.copyfile(source, tmp_in)
         papermill.execute_notebook(
-            str(source), tmp, parameters=chosen, kernel_name="python3", cwd=str(source.parent),
+            tmp_in, tmp, parameters=chosen, kernel_name="python3", cwd=str(source.parent),
             execution_timeout=timeout, progress_bar=progress, log_output=False,
         )
         shutil.move(tmp, target)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for leftover in (tmp, tmp_in):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
         if env_backend is not None:
             os.environ["MPLBACKEND"] = env_backend
     return target

@@ -78,3 +78,32 @@ def outlier_summary_table(profiles: dict) -> pd.DataFrame:
                         "channel": int(at["channel"]), "token_pos": int(at["token_pos"]), "token": at["token"]})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def plot_layer_sweep(summary: pd.DataFrame, refs: pd.DataFrame | None = None, strict_layer: int | None = None,
+                     loose_layer: int | None = None, ax=None, title: str | None = None, ylabel: str = "test score"):
+    """Single-layer ZO score per layer (mean ± std over seeds), with full MeZO and zero-shot as bands and
+    the first outlier layers (strict, loose) marked."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.6))
+    part = summary.sort_values("layer")
+    ax.errorbar(part["layer"], part["mean"], yerr=part["std"], fmt="o-", ms=4, capsize=2, color="tab:blue",
+                label="single-layer ZO (mean ± std over seeds)")
+    if refs is not None:
+        styles = {"full": ("tab:green", "full MeZO"), "zero_shot": ("gray", "zero-shot")}
+        for _, row in refs.iterrows():
+            color, label = styles.get(row["kind"], ("black", row["kind"]))
+            std = 0.0 if pd.isna(row["std"]) else row["std"]
+            ax.axhline(row["mean"], color=color, lw=1.2, label=f"{label} ({row['mean']:.1f})")
+            ax.axhspan(row["mean"] - std, row["mean"] + std, color=color, alpha=0.12)
+    if strict_layer is not None:
+        ax.axvline(strict_layer, color="crimson", ls="--", lw=1.3, label=f"first outlier layer, strict ({strict_layer})")
+    if loose_layer is not None and loose_layer != strict_layer:
+        ax.axvline(loose_layer, color="darkorange", ls=":", lw=1.3, label=f"looser rule ({loose_layer})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trained decoder layer (0-based)")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    return ax
