@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from .errors import DlzoError
-from .paths import cache_dir
+from .paths import atomic_write_text, cache_dir
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -126,14 +126,8 @@ def _sha256_of(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     index[key] = digest.hexdigest()
-    _atomic_write_text(index_path, json.dumps(index, indent=1))
+    atomic_write_text(index_path, json.dumps(index, indent=1))
     return index[key]
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
 
 
 def offline_gguf_path(key: str) -> Path:

@@ -29,6 +29,7 @@ import torch
 from .calibration import calibration_texts
 from .errors import DlzoError
 from .layers import check_layer, decoder_layers, family, layer_output
+from .paths import atomic_write_text
 from .progress import progress_bar
 
 STRICT_RULE = {"min_abs": 100.0, "min_ratio": 1000.0}
@@ -143,10 +144,7 @@ class ActivationProfile:
         }
         text = json.dumps(payload, indent=1)
         if path is not None:
-            path = Path(path)
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
+            atomic_write_text(path, text)
         return text
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from .errors import DlzoError
@@ -20,6 +21,18 @@ def repo_root(start: str | Path | None = None) -> Path | None:
             if (folder / "pyproject.toml").is_file() and (folder / "dlzo").is_dir():
                 return folder
     return None
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``, so readers
+    (and a run killed mid-write) never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                     delete=False, encoding="utf-8") as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)
+    return path
 
 
 def cache_dir() -> Path:

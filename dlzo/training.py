@@ -40,6 +40,7 @@ import torch
 
 from .errors import DlzoError
 from .optim import make_optimizer
+from .paths import atomic_write_text
 from .progress import progress_bar
 from .runfiles import CHECKPOINT_NAME, LOG_NAME, RunLog, load_checkpoint, read_log, save_checkpoint
 from .selection import Selected, Selection
@@ -196,9 +197,7 @@ def evaluate(eval_fn: Callable, model) -> dict:
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, allow_nan=False, default=str))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(payload, indent=1, allow_nan=False, default=str))
 
 
 def _identity(config: ZOConfig) -> dict:

@@ -103,3 +103,18 @@ def test_each_layer_expands_per_model_and_grid_files(tmp_path):
         load_grid(path)
     with pytest.raises(DlzoError, match="does not exist"):
         load_grid(tmp_path / "none.yaml")
+
+
+@pytest.mark.parametrize("path", sorted(__import__("pathlib").Path(__file__).resolve().parents[1].glob("experiments/**/*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_committed_grid_expands_and_builds_its_selections(path):
+    from dlzo.experiments import grid_runs, load_grid
+    from dlzo.recipes import build_selection, method
+
+    runs = grid_runs(load_grid(path), layers_of=lambda model: 30)
+    assert runs
+    for run in runs:
+        options = run.opts
+        recipe = options.get("recipe", run.method)
+        assert method(recipe).name == recipe
+        build_selection(recipe, options, dominant=11, n_layers=30, seed=run.seed)

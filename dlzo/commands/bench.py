@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from ..paths import atomic_write_text
 from .common import add_model_args, resolve_device, setup_torch
 
 
@@ -65,8 +65,5 @@ def run(args: argparse.Namespace) -> int:
         payload = {"environment": env, "model": args.model, "task": args.task, "batch_size": args.batch_size,
                    "layer": layer, "dtype": args.dtype, "cases": json.loads(table.reset_index().to_json(orient="records")),
                    "ratios": table.attrs["ratios"]}
-        path = Path(args.json_path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        tmp.replace(path)
+        atomic_write_text(args.json_path, json.dumps(payload, indent=1))
     return 0

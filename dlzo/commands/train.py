@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from ..first_order import FOConfig, train_first_order
     from ..losses import make_loss_fn
     from ..models import load_model
+    from ..paths import atomic_write_text
     from ..tasks import load_task_data
     from ..training import ZOConfig, train
 
@@ -147,8 +148,8 @@ def run(args: argparse.Namespace) -> int:
         test = evaluate(selected.model, tokenizer, data.task, data.test, with_loss=False)
         say(f"     test: {data.task.metric} {test['score']:.2f} on {test['n']} examples (returned parameters)")
         if out:
-            (Path(out) / "test.json").write_text(json.dumps({k: v for k, v in test.items() if k != "predictions"},
-                                                            indent=1))
+            atomic_write_text(Path(out) / "test.json",
+                              json.dumps({k: v for k, v in test.items() if k != "predictions"}, indent=1))
     say(f"returned step {result.returned_step} of {result.steps}; {result.wall_time_s:.1f} s on {result.device} "
         f"({result.threads} threads); wrote {args.out}")
     return 0

@@ -1,0 +1,30 @@
+import torch
+from zo_helpers import lm_loss_fn, tiny_llama, token_examples
+
+from dlzo.bench import CASES, benchmark, mezo_published_step
+
+
+def test_benchmark_times_every_case_and_leaves_the_model_as_it_was():
+    model = tiny_llama()
+    before = {n: t.clone() for n, t in model.state_dict().items()}
+    table = benchmark(model, None, lm_loss_fn, token_examples(8), dominant_layer=2, warmup=1, repeats=2)
+    assert list(table.index) == list(CASES)
+    assert (table["median_ms"] > 0).all() and (table["peak_mb"].notna()).all()
+    assert table.loc["dlzo_dominant", "forward_ms"] is not None and table.loc["forward", "forward_ms"] != table.loc[
+        "forward", "forward_ms"]  # plain forwards have no phase breakdown (NaN)
+    ratios = table.attrs["ratios"]
+    assert set(ratios) >= {"dominant_vs_two_forwards", "published_full_vs_dominant", "published_full_vs_dlzo_full"}
+    assert all(v > 0 for v in ratios.values())
+    after = model.state_dict()
+    assert set(after) == set(before) and all(torch.equal(before[n], after[n]) for n in before)  # LoRA removed too
+
+
+def test_published_mezo_step_follows_the_reference_update():
+    model = tiny_llama()
+    params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    g, times = mezo_published_step(model, lm_loss_fn(model), token_examples(4), eps=1e-3, lr=1e-2, seed=7)
+    assert set(times) == {"perturb", "forward", "update"}
+    torch.manual_seed(7)  # MeZO regenerates z from the step's seed, parameter by parameter
+    for name, param in model.named_parameters():
+        z = torch.normal(mean=0, std=1, size=param.shape)
+        torch.testing.assert_close(param.detach(), params[name] - 1e-2 * g * z, rtol=0, atol=1e-5)
