@@ -20,6 +20,8 @@ tokens before it.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .errors import DlzoError
@@ -54,7 +56,13 @@ def encode_continuations(tokenizer, context: str, continuations: list[str],
 
     A continuation with nothing before it (SFC with an empty calibration prompt and a tokenizer that adds no
     BOS) gets the tokenizer's BOS, else its EOS, as context: a first token cannot be scored from nothing.
+    Encodings are memoised per tokenizer (a ZO run scores the same examples again and again).
     """
+    return [(list(ids), n) for ids, n in _encode(tokenizer, context, tuple(continuations), max_length)]
+
+
+@functools.lru_cache(maxsize=16384)
+def _encode(tokenizer, context: str, continuations: tuple[str, ...], max_length: int):
     context_len = len(tokenizer(context)["input_ids"])
     keep_first = num_leading_special(tokenizer)
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
@@ -70,8 +78,8 @@ def encode_continuations(tokenizer, context: str, continuations: list[str],
         if n > max_length - keep_first - 1:
             raise DlzoError(f"A continuation of {n} tokens does not fit max_length={max_length}; "
                             "raise max_length.")
-        encoded.append((truncate_left(ids, max_length, keep_first), n))
-    return encoded
+        encoded.append((tuple(truncate_left(ids, max_length, keep_first)), n))
+    return tuple(encoded)
 
 
 def continuation_logprobs(model, sequences: list[tuple[list[int], int]]) -> list[torch.Tensor]:
@@ -117,6 +125,16 @@ def continuation_logprobs(model, sequences: list[tuple[list[int], int]]) -> list
     return list(logprobs.split([n for _, n in sequences]))
 
 
+def continuation_sums(model, sequences: list[tuple[list[int], int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log-probability and token count of each sequence's continuation (1-D tensors on the model's
+    device), from :func:`continuation_logprobs`'s forward, summed in one kernel instead of one per sequence."""
+    logprobs = torch.cat(continuation_logprobs(model, sequences))
+    lengths = torch.tensor([n for _, n in sequences], device=logprobs.device)
+    owner = torch.repeat_interleave(torch.arange(len(sequences), device=logprobs.device), lengths)
+    sums = torch.zeros(len(sequences), dtype=logprobs.dtype, device=logprobs.device).index_add(0, owner, logprobs)
+    return sums, lengths
+
+
 def candidate_logprobs(model, tokenizer, task: Task, examples: list[dict], max_length: int | None = None,
                        sfc: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed log-probability and token count of every candidate: two ``[len(examples), num_candidates]``
@@ -133,10 +151,8 @@ def candidate_logprobs(model, tokenizer, task: Task, examples: list[dict], max_l
             raise ValueError(f"{task.name}: examples with different numbers of candidates in one batch")
         prompt = task.sfc_prompt(ex) if sfc else task.prompt(ex)
         sequences += encode_continuations(tokenizer, prompt, candidates, max_length)
-    logprobs = continuation_logprobs(model, sequences)
-    sums = torch.stack([lp.sum() for lp in logprobs]).view(len(examples), width)
-    counts = torch.tensor([n for _, n in sequences], device=sums.device).view(len(examples), width)
-    return sums, counts
+    sums, counts = continuation_sums(model, sequences)
+    return sums.view(len(examples), width), counts.view(len(examples), width)
 
 
 def target_logprobs(model, tokenizer, prompts: list[str], targets: list[str],
@@ -146,9 +162,7 @@ def target_logprobs(model, tokenizer, prompts: list[str], targets: list[str],
     max_length = context_length(model, max_length)
     sequences = [encode_continuations(tokenizer, prompt, [target], max_length)[0]
                  for prompt, target in zip(prompts, targets, strict=True)]
-    logprobs = continuation_logprobs(model, sequences)
-    sums = torch.stack([lp.sum() for lp in logprobs])
-    return sums, torch.tensor([n for _, n in sequences], device=sums.device)
+    return continuation_sums(model, sequences)
 
 
 def score_candidates(model, tokenizer, task: Task, examples: list[dict], max_length: int | None = None,
