@@ -108,8 +108,15 @@ def load_grid(path: str | Path) -> dict:
 
 
 def grid_runs(grid: dict, layers_of: Callable[[str], int] | None = None) -> list[RunConfig]:
-    common = {k: grid[k] for k in ("steps", "batch_size", "eval_every", "eps") if k in grid}
-    return expand_grid(grid["models"], grid["tasks"], grid["methods"], grid["seeds"], layers_of=layers_of, **common)
+    """The runs of a loaded grid; methods without ``lr``/``eps`` get their recipe's lr grid and ε."""
+    from .recipes import with_recipe_defaults
+
+    common = {k: grid[k] for k in ("steps", "batch_size", "eval_every") if k in grid}
+    methods = with_recipe_defaults(grid["methods"])
+    if "eps" in grid:  # a grid-wide ε overrides the recipes' defaults, a method's own ε overrides both
+        methods = {label: {**spec, "eps": grid["methods"][label].get("eps", grid["eps"])} if "eps" in spec else spec
+                   for label, spec in methods.items()}
+    return expand_grid(grid["models"], grid["tasks"], methods, grid["seeds"], layers_of=layers_of, **common)
 
 
 class ResultsStore:

@@ -70,6 +70,19 @@ METHODS: dict[str, Method] = {
 }
 
 
+def with_recipe_defaults(methods: dict[str, dict]) -> dict[str, dict]:
+    """Fill each grid method's missing ``lr`` (the recipe's lr grid) and ``eps`` (the recipe's ε)."""
+    filled = {}
+    for label, spec in methods.items():
+        spec = dict(spec or {})
+        recipe = method(spec.get("recipe", label))
+        if recipe.trainer != "none":
+            spec.setdefault("lr", list(recipe.lr_grid))
+            spec.setdefault("eps", recipe.eps)
+        filled[label] = spec
+    return filled
+
+
 def method(name: str) -> Method:
     if name not in METHODS:
         raise DlzoError(f"Unknown method {name!r}; choose one of {', '.join(METHODS)}.")

@@ -65,3 +65,20 @@ def test_grid_cells_run_end_to_end(tiny_dir, tmp_path):
     assert (table["num_parameters"] > 0).sum() == 6
     zero = table.loc[("sst2", "zero_shot")]
     assert zero["dev_score"] == table.loc[("sst2", "dominant"), "zero_shot_dev_score"]
+
+
+def test_grid_methods_default_to_their_recipe_lr_grid_and_eps():
+    from dlzo.experiments import grid_runs
+
+    grid = {"name": "g", "models": ["m"], "tasks": ["sst2"], "seeds": [0],
+            "methods": {"zero_shot": {}, "mezo_lora": {}, "dominant": {"lr": 1e-3}, "x": {"recipe": "mezo_full"}}}
+    runs = grid_runs(grid)
+    by = {}
+    for r in runs:
+        by.setdefault(r.method, []).append(r)
+    assert [r.lr for r in by["mezo_lora"]] == list(METHODS["mezo_lora"].lr_grid) and by["mezo_lora"][0].eps == 1e-2
+    assert [r.lr for r in by["dominant"]] == [1e-3] and by["dominant"][0].eps == 1e-3
+    assert [r.lr for r in by["x"]] == list(METHODS["mezo_full"].lr_grid)
+    assert len(by["zero_shot"]) == 1
+    grid["eps"] = 1e-4
+    assert {r.eps for r in grid_runs(grid) if r.method != "zero_shot"} == {1e-4}
