@@ -14,7 +14,15 @@ the median of ``repeats``):
 ``dlzo_lora_full``         ZO on LoRA adapters of every layer
 ``dlzo_lora_dominant``     ZO on LoRA adapters of the dominant layer, prefix shared
 ``fo_adamw_full``          one first-order AdamW step (forward + backward + update) on every parameter
+``two_forwards_graphed``   GPU only: two forwards replayed from a CUDA graph (:mod:`dlzo.graphs`)
+``dlzo_full_graphed``      GPU only: ``dlzo_full`` with CUDA-graph forwards
+``dlzo_dominant_graphed``  GPU only: ``dlzo_dominant`` with CUDA-graph forwards (prefix shared inside the graphs)
+``dlzo_dominant_paired``   the dominant-layer step with both signs in one forward (:mod:`dlzo.paired`)
+``dlzo_dominant_paired_graphed``  GPU only: the same replayed from a CUDA graph
 =========================  =====================================================================================
+
+The graphed cases run on a CUDA device only (elsewhere they would repeat the eager ones); :func:`graph_check`
+says how far their losses are from the eager forward's on the same padded batch.
 
 Each case also reports its phase breakdown (forward / perturb / update; ZO cases) and peak memory (CUDA
 allocator peak on a GPU; peak resident set size on the CPU, Linux only), and the ratios that matter are
@@ -35,10 +43,12 @@ import torch
 
 from .progress import progress_bar
 from .selection import LoraSpec, Selection
-from .zo import ZOEngine
+from .zo import ZOEngine, synchronize
 
 CASES = ("forward", "two_forwards", "mezo_published_full", "dlzo_full", "dlzo_dominant", "dlzo_dominant_no_prefix",
-         "dlzo_lora_full", "dlzo_lora_dominant", "fo_adamw_full")
+         "dlzo_lora_full", "dlzo_lora_dominant", "fo_adamw_full", "two_forwards_graphed", "dlzo_full_graphed",
+         "dlzo_dominant_graphed", "dlzo_dominant_paired", "dlzo_dominant_paired_graphed")
+GRAPHED = ("two_forwards_graphed", "dlzo_full_graphed", "dlzo_dominant_graphed", "dlzo_dominant_paired_graphed")
 
 
 def mezo_published_step(model, loss_fn, batch, eps: float, lr: float, seed: int) -> tuple[float, dict]:
@@ -71,16 +81,11 @@ def mezo_published_step(model, loss_fn, batch, eps: float, lr: float, seed: int)
     for _, p in params:
         z = torch.normal(mean=0, std=1, size=p.data.size(), device=p.data.device, dtype=p.data.dtype)
         p.data = p.data - lr * (g * z)
-    _sync(p.device)
+    synchronize(p.device)
     t6 = time.perf_counter()
     # on a GPU the forwards run asynchronously: their time shows up where the loss is read (.item())
     times.update(perturb=(t1 - t0) + (t3 - t2), forward=(t2 - t1) + (t5 - t3), update=t6 - t5)
     return g, times
-
-
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class _PeakMemory:
@@ -123,14 +128,14 @@ def _vm_hwm_mb() -> float | None:
 def _time_case(step: Callable[[int], dict | None], device, warmup: int, repeats: int) -> dict:
     for i in range(warmup):
         step(i)
-    _sync(device)
+    synchronize(device)
     walls, phases = [], []
     with _PeakMemory(torch.device(device)) as memory:
         for i in range(repeats):
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             out = step(warmup + i)
-            _sync(device)
+            synchronize(device)
             walls.append(time.perf_counter() - start)
             if out:
                 phases.append(out)
@@ -153,6 +158,8 @@ def benchmark(model, tokenizer, loss_factory: Callable, batch: list, dominant_la
     device = model.get_input_embeddings().weight.device
     pristine = {n: p.detach().to("cpu", copy=True) for n, p in model.state_dict().items()}
     rows = []
+    if device.type != "cuda":
+        cases = [c for c in cases if c not in GRAPHED]
     for case in progress_bar(list(cases), enabled=progress, desc="bench"):
         model.load_state_dict(pristine)
         for p in model.parameters():
@@ -177,6 +184,16 @@ def _make_step(case, model, tokenizer, loss_factory, batch, dominant, eps, lr):
     from .optim import make_optimizer
 
     loss_fn = loss_factory(model)
+    if case == "two_forwards_graphed":
+        from .graphs import GraphedLoss
+
+        graphed = GraphedLoss(loss_fn)
+
+        def step(_i):
+            run = graphed.prepare(batch)
+            for _ in range(2):
+                float(run(0))
+        return step, _nothing
     if case in ("forward", "two_forwards"):
         n = 1 if case == "forward" else 2
 
@@ -206,9 +223,14 @@ def _make_step(case, model, tokenizer, loss_factory, batch, dominant, eps, lr):
         "dlzo_dominant_no_prefix": Selection(layers=[dominant]),
         "dlzo_lora_full": Selection(lora=LoraSpec()),
         "dlzo_lora_dominant": Selection(layers=[dominant], lora=LoraSpec()),
+        "dlzo_full_graphed": Selection(),
+        "dlzo_dominant_graphed": Selection(layers=[dominant]),
+        "dlzo_dominant_paired": Selection(layers=[dominant]),
+        "dlzo_dominant_paired_graphed": Selection(layers=[dominant]),
     }
     selected = selections[case].apply(model, tokenizer, dominant)
-    engine = ZOEngine(selected, eps=eps, share_prefix=case != "dlzo_dominant_no_prefix")
+    engine = ZOEngine(selected, eps=eps, share_prefix=case != "dlzo_dominant_no_prefix",
+                      cuda_graphs=case.endswith("_graphed"), paired_passes="_paired" in case)
     optimizer = make_optimizer("sgd", engine.masters)
 
     def step(i):
@@ -229,6 +251,12 @@ RATIOS = {
     "dlzo_full_vs_dominant": ("dlzo_full", "dlzo_dominant"),
     "dominant_no_prefix_vs_prefix": ("dlzo_dominant_no_prefix", "dlzo_dominant"),
     "dominant_peak_vs_forward_peak": ("dlzo_dominant", "forward"),
+    "dominant_graphed_vs_two_forwards": ("dlzo_dominant_graphed", "two_forwards"),
+    "published_full_vs_dominant_graphed": ("mezo_published_full", "dlzo_dominant_graphed"),
+    "published_full_vs_dlzo_full_graphed": ("mezo_published_full", "dlzo_full_graphed"),
+    "dominant_graphed_peak_vs_forward_peak": ("dlzo_dominant_graphed", "forward"),
+    "published_full_vs_dominant_paired_graphed": ("mezo_published_full", "dlzo_dominant_paired_graphed"),
+    "dominant_paired_graphed_peak_vs_forward_peak": ("dlzo_dominant_paired_graphed", "forward"),
     "fo_full_peak_vs_forward_peak": ("fo_adamw_full", "forward"),
 }
 
@@ -243,6 +271,68 @@ def add_ratios(table: pd.DataFrame) -> pd.DataFrame:
             ratios[name] = float(num / den) if num is not None and den else None
     table.attrs["ratios"] = ratios
     return table
+
+
+def graph_check(model, loss_fn, batch: list, dominant_layer: int) -> dict:
+    """How far CUDA-graph losses are from the eager forward on the same padded batch (GPU; ``{}`` elsewhere):
+    the largest absolute difference over a plain graph and a prefix-shared one (record and replay)."""
+    from .graphs import GraphedLoss
+    from .prefix import PrefixSharing
+
+    if model.device.type != "cuda":
+        return {}
+    with torch.inference_mode():
+        eager = float(loss_fn.compute(loss_fn.pack(batch).padded()))
+    out = {"eager_loss": eager}
+    for name, layer in (("plain", None), ("prefix", dominant_layer or None)):
+        graphed = GraphedLoss(loss_fn, prefix_layer=layer)
+        run = graphed.prepare(batch)
+        if run is None:
+            out[f"{name}_failed"] = graphed.failed
+            continue
+        out[f"{name}_max_abs_diff"] = max(abs(float(run(i)) - eager) for i in (0, 1, 1))
+    if dominant_layer:
+        with PrefixSharing(model, dominant_layer) as prefix, torch.inference_mode():
+            with prefix.record():
+                loss_fn.compute(loss_fn.pack(batch).padded())
+            with prefix.replay():
+                out["eager_prefix_loss"] = float(loss_fn.compute(loss_fn.pack(batch).padded()))
+    out.update(_paired_graph_check(model, loss_fn, batch, dominant_layer))
+    return out
+
+
+def _paired_graph_check(model, loss_fn, batch: list, layer: int) -> dict:
+    """Paired passes (:mod:`dlzo.paired`) on the padded batch: eager vs graphed, and vs two plain forwards."""
+    from .graphs import GraphedLoss
+    from .layers import decoder_layers
+    from .paired import PairedPasses
+
+    params = list(decoder_layers(model)[layer].parameters())
+    before = [p.detach().clone() for p in params]
+    gen = torch.Generator(device=model.device).manual_seed(0)
+    deltas = [1e-3 * torch.randn(p.shape, generator=gen, device=p.device, dtype=p.dtype) for p in params]
+    plus = [b + d for b, d in zip(before, deltas, strict=True)]
+    minus = [b - d for b, d in zip(before, deltas, strict=True)]
+    pair = PairedPasses(model, layer, params, plus, minus)
+    packed = loss_fn.pack(batch).padded()
+    try:
+        with torch.inference_mode():
+            separate = []
+            for values in (plus, minus):
+                torch._foreach_copy_(params, values)
+                separate.append(float(loss_fn.compute(packed)))
+            with pair:
+                eager = [float(v) for v in loss_fn.compute_pair(packed)]
+        graphed = GraphedLoss(loss_fn, paired=pair)
+        run = graphed.prepare(batch)
+        if run is None:
+            return {"paired_failed": graphed.failed}
+        replayed = [float(v) for v in run(0)]
+        return {"paired_vs_two_forwards_max_abs_diff": max(abs(a - b) for a, b in zip(eager, separate, strict=True)),
+                "paired_graph_vs_eager_max_abs_diff": max(abs(a - b) for a, b in zip(replayed, eager, strict=True))}
+    finally:
+        with torch.no_grad():
+            torch._foreach_copy_(params, before)
 
 
 def environment(device) -> dict:

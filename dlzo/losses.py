@@ -13,13 +13,23 @@ ZO engine calls it under ``torch.inference_mode()``, a first-order baseline with
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from .errors import DlzoError
 from .generation import MAX_NEW_TOKENS
-from .scoring import candidate_logprobs, context_length, target_logprobs
+from .scoring import (
+    PackedSequences,
+    candidate_sequences,
+    context_length,
+    logprobs_from_logits,
+    pack_sequences,
+    packed_logits,
+    sums_from_logprobs,
+    target_sequences,
+)
 from .tasks import GENERATION, Task
 
 
@@ -40,22 +50,80 @@ def loss_max_length(model, task: Task, max_length: int | None = None) -> int:
     return limit - MAX_NEW_TOKENS if task.kind == GENERATION else limit
 
 
-def make_loss_fn(model, tokenizer, task: Task,
-                 max_length: int | None = None) -> Callable[[list[dict]], torch.Tensor]:
+@dataclass
+class PackedBatch:
+    """A training batch ready for the forward: the packed sequences, and the gold labels of a classification
+    batch (``[B]``; ``None`` for an LM loss) with its number of candidates per example."""
+
+    sequences: PackedSequences
+    labels: torch.Tensor | None = None
+    width: int = 1
+
+    @property
+    def shape_key(self) -> tuple:
+        return (self.sequences.shape_key, None if self.labels is None else tuple(self.labels.shape), self.width)
+
+    def padded(self) -> PackedBatch:
+        return PackedBatch(self.sequences.padded(), self.labels, self.width)
+
+    def to(self, device) -> PackedBatch:
+        labels = None if self.labels is None else self.labels.to(device, non_blocking=True)
+        return PackedBatch(self.sequences.to(device), labels, self.width)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = self.sequences.tensors()
+        if self.labels is not None:
+            out["labels"] = self.labels
+        return out
+
+
+class TaskLoss:
+    """The MeZO training loss of a task (module docstring), as ``loss_fn(batch) -> 0-dim float32 tensor``.
+
+    It is two halves, so a caller can prepare a batch once and run the forward several times (the ZO step's
+    ± passes, CUDA graphs): :meth:`pack` (host side: tokenise, pack, no model) and :meth:`compute` (device
+    side: one forward and the loss, pure tensor code). ``loss_fn(batch) == loss_fn.compute(loss_fn.pack(batch))``.
+    """
+
+    def __init__(self, model, tokenizer, task: Task, max_length: int | None = None):
+        self.model, self.tokenizer, self.task = model, tokenizer, task
+        self.limit = loss_max_length(model, task, max_length)
+        self.__doc__ = f"MeZO's {task.loss_type} loss on {task.name} examples (one forward)."
+
+    def pack(self, batch: list[dict]) -> PackedBatch:
+        if self.task.loss_type == "classification":
+            sequences, width = candidate_sequences(self.tokenizer, self.task, batch, self.limit)
+            labels = torch.tensor([self.task.label(ex) for ex in batch])
+            return PackedBatch(pack_sequences(sequences), labels, width)
+        sequences = target_sequences(self.tokenizer, [self.task.prompt(ex) for ex in batch],
+                                     [self.task.target(ex) for ex in batch], self.limit)
+        return PackedBatch(pack_sequences(sequences))
+
+    def loss_from_logits(self, logits: torch.Tensor, packed: PackedBatch, row_offset: int = 0) -> torch.Tensor:
+        """The loss of ``packed`` read from ``logits`` rows ``row_offset + row`` (see :meth:`compute_pair`)."""
+        sums, counts = sums_from_logprobs(logprobs_from_logits(logits, packed.sequences, row_offset), packed.sequences)
+        if packed.labels is None:
+            return lm_loss(sums, counts)
+        shape = (-1, packed.width)
+        return classification_loss(sums.view(shape), counts.view(shape), packed.labels.to(sums.device))
+
+    def compute(self, packed: PackedBatch) -> torch.Tensor:
+        return self.loss_from_logits(packed_logits(self.model, packed.sequences), packed)
+
+    def compute_pair(self, packed: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both losses of a paired forward (:class:`~dlzo.paired.PairedPasses` active): the model returns the
+        θ+εz rows first and the θ−εz rows after them."""
+        logits = packed_logits(self.model, packed.sequences)
+        rows = packed.sequences.input_ids.shape[0]
+        if logits.shape[0] != 2 * rows:
+            raise DlzoError("compute_pair needs a paired forward; run it inside PairedPasses.")
+        return self.loss_from_logits(logits, packed), self.loss_from_logits(logits, packed, rows)
+
+    def __call__(self, batch: list[dict]) -> torch.Tensor:
+        return self.compute(self.pack(batch))
+
+
+def make_loss_fn(model, tokenizer, task: Task, max_length: int | None = None) -> TaskLoss:
     """The MeZO training loss of ``task`` for ``model`` (module docstring): ``loss_fn(batch)`` returns a 0-dim
     float32 tensor on the model's device."""
-    limit = loss_max_length(model, task, max_length)
-
-    if task.loss_type == "classification":
-        def loss_fn(batch: list[dict]) -> torch.Tensor:
-            sums, counts = candidate_logprobs(model, tokenizer, task, batch, limit)
-            labels = torch.tensor([task.label(ex) for ex in batch], device=sums.device)
-            return classification_loss(sums, counts, labels)
-    else:
-        def loss_fn(batch: list[dict]) -> torch.Tensor:
-            sums, counts = target_logprobs(model, tokenizer, [task.prompt(ex) for ex in batch],
-                                           [task.target(ex) for ex in batch], limit)
-            return lm_loss(sums, counts)
-
-    loss_fn.__doc__ = f"MeZO's {task.loss_type} loss on {task.name} examples (one forward)."
-    return loss_fn
+    return TaskLoss(model, tokenizer, task, max_length)

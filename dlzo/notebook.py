@@ -47,3 +47,27 @@ def environment() -> dict:
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
     }
+
+
+def grid_results(grid_file: str, recompute: bool = False, output_dir: str = ".", device: str | None = None,
+                 dtype: str = "float32", progress: bool = True):
+    """``(grid, results table)`` of a grid file for a notebook: the committed table under
+    ``results/<grid name>/``, or with ``recompute`` the table under ``output_dir`` after running the grid's
+    missing cells on this machine (finished runs are kept). An empty ``grid_file`` gives ``(None, empty)``."""
+    import pandas as pd
+
+    from .experiments import ResultsStore, grid_runs, load_grid, run_grid
+    from .layers import num_layers
+    from .paths import repo_root
+    from .recipes import RunContext
+
+    if not grid_file:
+        return None, pd.DataFrame()
+    root = repo_root()
+    grid = load_grid(root / grid_file)
+    store = ResultsStore(((root / output_dir) if recompute else root) / "results" / grid["name"])
+    if recompute:
+        context = RunContext(device=device or None, dtype=dtype)
+        run_grid(grid_runs(grid, layers_of=lambda m: num_layers(context.model(m)[0])), store, context.run,
+                 progress=progress)
+    return grid, store.table()

@@ -445,9 +445,9 @@ def _perturb_layer(engine: ZOEngine, loss_fn: LossFn, batch: list, layer: int, s
         try:
             for eps in eps_values:
                 for seed in seeds:
-                    engine._write_perturbed(seed, eps)
+                    engine.write_perturbed(seed, eps)
                     plus, changes = forward(measure=True)
-                    engine._write_perturbed(seed, -eps)
+                    engine.write_perturbed(seed, -eps)
                     minus, _ = forward(measure=False)
                     results[(eps, seed)] = (plus, minus, changes)
                     bar.update(1)

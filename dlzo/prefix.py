@@ -104,18 +104,25 @@ class PrefixSharing:
         self.cached = None
 
 
-def first_selected_layer(model, names: list[str]) -> int | None:
-    """The lowest decoder layer holding any of the parameter ``names``; ``None`` when a name lies outside
-    the decoder layers (embeddings, final norm, head), where no prefix can be shared."""
+def selected_layers(model, names: list[str]) -> list[int] | None:
+    """The decoder layers holding the parameter ``names`` (sorted, distinct); ``None`` when a name lies outside
+    the decoder layers (embeddings, final norm, head)."""
     owners = {}
     for index, layer in enumerate(decoder_layers(model)):
         for param in layer.parameters():
             owners[id(param)] = index
     params = dict(model.named_parameters())
-    layers = []
+    layers = set()
     for name in names:
         index = owners.get(id(params[name]))
         if index is None:
             return None
-        layers.append(index)
-    return min(layers) if layers else None
+        layers.add(index)
+    return sorted(layers)
+
+
+def first_selected_layer(model, names: list[str]) -> int | None:
+    """The lowest decoder layer holding any of the parameter ``names``; ``None`` when a name lies outside
+    the decoder layers (embeddings, final norm, head), where no prefix can be shared."""
+    layers = selected_layers(model, names)
+    return layers[0] if layers else None

@@ -133,7 +133,7 @@ class RunContext:
     """Per-process caches for a sweep: models (pristine copies), dominant layers, task samples."""
 
     def __init__(self, device: str | None = None, dtype: str = "float32", data_dir=None, progress: bool = False,
-                 eval_batch_size: int = 32):
+                 eval_batch_size: int = 32, cuda_graphs: bool = False, paired_passes: bool = False):
         from .models import pick_device
 
         self.device = pick_device(device)
@@ -141,6 +141,8 @@ class RunContext:
         self.data_dir = data_dir
         self.progress = progress
         self.eval_batch_size = eval_batch_size
+        self.cuda_graphs = cuda_graphs  # ZO runs replay CUDA graphs of their forwards (GPU)
+        self.paired_passes = paired_passes  # single-layer ZO runs do both signs in one forward
         self._models: dict[str, tuple] = {}
         self._profiles: dict[str, object] = {}
         self._data: dict[tuple, object] = {}
@@ -204,14 +206,17 @@ class RunContext:
 
         row = {"device": str(torch.cuda.get_device_name(0) if self.device.startswith("cuda") else "cpu"),
                "dtype": self.dtype, "dominant_layer": dominant, "deviations": "; ".join(data.deviations),
-               "num_train": len(data.train), "num_dev": len(data.dev), "num_test": len(data.test)}
+               "num_train": len(data.train), "num_dev": len(data.dev), "num_test": len(data.test),
+               "cuda_graphs": self.cuda_graphs and self.device.startswith("cuda") and selection is not None,
+               "paired_passes": self.paired_passes and selection is not None}
         train_time = 0.0
         if selection is not None:
             loss_fn = make_loss_fn(model, tokenizer, task)
             eval_every = config.eval_every if config.eval_every else None
             if recipe.trainer == "zo":
                 zo = ZOConfig(steps=config.steps, lr=config.lr, eps=config.eps, batch_size=config.batch_size,
-                              seed=config.seed, eval_every=eval_every, optimizer=options.get("optimizer", "sgd"))
+                              seed=config.seed, eval_every=eval_every, optimizer=options.get("optimizer", "sgd"),
+                              cuda_graphs=self.cuda_graphs, paired_passes=self.paired_passes)
                 result = train(model, selection, loss_fn, data.train, zo, eval_fn=eval_fn, progress=self.progress,
                                tokenizer=tokenizer, dominant_layer=dominant)
             else:

@@ -21,6 +21,7 @@ tokens before it.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import torch
 
@@ -82,14 +83,65 @@ def _encode(tokenizer, context: str, continuations: tuple[str, ...], max_length:
     return tuple(encoded)
 
 
-def continuation_logprobs(model, sequences: list[tuple[list[int], int]]) -> list[torch.Tensor]:
-    """Log-probabilities of the last ``n`` tokens of each ``(ids, n)`` sequence, from ONE forward.
+@dataclass
+class PackedSequences:
+    """The tensors of one scoring forward (host or device), built by :func:`pack_sequences`.
+
+    ``rows`` right-padded model inputs (``input_ids``, ``attention_mask``: ``[R, W]``); the positions whose
+    logits are projected onto the vocabulary (``keep``: ``[K]``); one entry per scored token (``row``,
+    ``column`` into ``keep``, ``target`` id, ``owner`` sequence: ``[T]``); and the token count of each of the
+    ``S`` sequences (``lengths``: ``[S]``). Padding added by :meth:`padded` scores token 0 of row 0 for a
+    dummy owner ``S`` that the sums drop, so padded and unpadded packs give the same sums.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    keep: torch.Tensor
+    row: torch.Tensor
+    column: torch.Tensor
+    target: torch.Tensor
+    owner: torch.Tensor
+    lengths: torch.Tensor
+
+    FIELDS = ("input_ids", "attention_mask", "keep", "row", "column", "target", "owner", "lengths")
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    @property
+    def shape_key(self) -> tuple:
+        """Every tensor's shape: packs with equal keys can share one captured CUDA graph."""
+        return tuple(tuple(t.shape) for t in self.tensors().values())
+
+    def to(self, device) -> PackedSequences:
+        return PackedSequences(**{k: v.to(device, non_blocking=True) for k, v in self.tensors().items()})
+
+    def padded(self, width: int = 32, rows: int = 8, keep: int = 16, tokens: int = 16) -> PackedSequences:
+        """The same pack with R, W, K and T rounded up to multiples of ``rows``, ``width``, ``keep`` and
+        ``tokens`` (static shapes for CUDA graphs). Sums are unchanged: a pad token's log-probability goes to
+        the dropped owner ``S``; padding positions come after every real token (right padding, causal model)."""
+        r, w = self.input_ids.shape
+        k, t = len(self.keep), len(self.row)
+        up = lambda n, m: -(-n // m) * m  # noqa: E731
+        R, W, K, T = up(r, rows), up(w, width), up(k, keep), up(t, tokens)
+        input_ids = torch.zeros((R, W), dtype=self.input_ids.dtype)
+        attention_mask = torch.zeros((R, W), dtype=self.attention_mask.dtype)
+        input_ids[:r, :w], attention_mask[:r, :w] = self.input_ids, self.attention_mask
+        attention_mask[r:, 0] = 1  # padding rows see one token, so no attention row is empty
+        keep_ = torch.cat([self.keep, self.keep[-1:].expand(K - k)])
+
+        def extend(x, value):
+            return torch.cat([x, torch.full((T - t,), value, dtype=x.dtype)])
+        return PackedSequences(input_ids, attention_mask, keep_, extend(self.row, 0), extend(self.column, 0),
+                               extend(self.target, 0), extend(self.owner, len(self.lengths)), self.lengths)
+
+
+def pack_sequences(sequences: list[tuple[list[int], int]]) -> PackedSequences:
+    """The host tensors of the one forward that scores the last ``n`` tokens of each ``(ids, n)`` sequence.
 
     Sequences are right-padded rows, so position ids need no adjustment and no real token ever sees a pad
     (whose id, 0, is therefore irrelevant); sequences whose model input ``ids[:-1]`` is identical share a row;
-    only the positions that predict a scored token are projected onto the vocabulary (``logits_to_keep``).
-    Differentiable: runs with autograd unless the caller disables it. Returns one float32 tensor of ``n``
-    log-probabilities per sequence, on the model's device.
+    only the positions that predict a scored token are kept for the vocabulary projection.
     """
     rows: list[list[int]] = []
     row_of: dict[tuple[int, ...], int] = {}
@@ -98,7 +150,6 @@ def continuation_logprobs(model, sequences: list[tuple[list[int], int]]) -> list
         if key not in row_of:
             row_of[key] = len(rows)
             rows.append(ids[:-1])
-    device = model.device
     width = max(len(row) for row in rows)
     input_ids = torch.zeros((len(rows), width), dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -106,33 +157,89 @@ def continuation_logprobs(model, sequences: list[tuple[list[int], int]]) -> list
         input_ids[r, : len(row)] = torch.tensor(row)
         attention_mask[r, : len(row)] = 1
     # token ids[t] is predicted at position t - 1
-    row_index, positions, targets = [], [], []
-    for ids, n in sequences:
+    row_index, positions, targets, owner = [], [], [], []
+    for s, (ids, n) in enumerate(sequences):
         row_index += [row_of[tuple(ids[:-1])]] * n
         positions += range(len(ids) - 1 - n, len(ids) - 1)
         targets += ids[len(ids) - n:]
+        owner += [s] * n
     keep = sorted(set(positions))
     column = {p: k for k, p in enumerate(keep)}
-    logits = model(
-        input_ids=input_ids.to(device),
-        attention_mask=attention_mask.to(device),
-        logits_to_keep=torch.tensor(keep, device=device),
-        use_cache=False,
-    ).logits
-    picked = logits[torch.tensor(row_index, device=device),
-                    torch.tensor([column[p] for p in positions], device=device)].float()
-    logprobs = picked.log_softmax(-1).gather(1, torch.tensor(targets, device=device)[:, None])[:, 0]
-    return list(logprobs.split([n for _, n in sequences]))
+    return PackedSequences(
+        input_ids, attention_mask, torch.tensor(keep), torch.tensor(row_index),
+        torch.tensor([column[p] for p in positions]), torch.tensor(targets), torch.tensor(owner),
+        torch.tensor([n for _, n in sequences]))
+
+
+def packed_logits(model, packed: PackedSequences) -> torch.Tensor:
+    """The model's logits at the kept positions of every row, ``[R, K, vocab]`` (``2R`` rows under
+    :class:`~dlzo.paired.PairedPasses`)."""
+    packed = packed.to(model.device)
+    return model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
+                 logits_to_keep=packed.keep, use_cache=False).logits
+
+
+def logprobs_from_logits(logits: torch.Tensor, packed: PackedSequences, row_offset: int = 0) -> torch.Tensor:
+    """The log-probability of every scored token of ``packed``, ``[T]`` float32, read from ``logits`` rows
+    ``row_offset + row`` (the second half of a paired forward has ``row_offset = R``)."""
+    row = packed.row.to(logits.device)
+    picked = logits[row + row_offset if row_offset else row, packed.column.to(logits.device)].float()
+    return picked.log_softmax(-1).gather(1, packed.target.to(logits.device)[:, None])[:, 0]
+
+
+def sums_from_logprobs(logprobs: torch.Tensor, packed: PackedSequences) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log-probability and token count of each sequence (1-D tensors on the logprobs' device). The sums
+    are one float64 matrix product with the owner one-hot matrix (deterministic on every device, unlike an
+    atomic scatter-add, and exact enough that the order of the terms does not show in float32)."""
+    lengths = packed.lengths.to(logprobs.device)
+    slots = torch.arange(len(lengths), device=logprobs.device)
+    owners = (packed.owner.to(logprobs.device)[None, :] == slots[:, None]).double()
+    return (owners @ logprobs.double()).to(logprobs.dtype), lengths
+
+
+def packed_logprobs(model, packed: PackedSequences) -> torch.Tensor:
+    """The log-probability of every scored token of ``packed`` (on the model's device): ``[T]`` float32.
+
+    A pure tensor computation (no host reads), so it can be captured in a CUDA graph. Differentiable: runs
+    with autograd unless the caller disables it."""
+    return logprobs_from_logits(packed_logits(model, packed), packed)
+
+
+def packed_sums(model, packed: PackedSequences) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log-probability and token count of each sequence (:func:`sums_from_logprobs`), one forward."""
+    return sums_from_logprobs(packed_logprobs(model, packed), packed)
+
+
+def continuation_logprobs(model, sequences: list[tuple[list[int], int]]) -> list[torch.Tensor]:
+    """Log-probabilities of the last ``n`` tokens of each ``(ids, n)`` sequence, from ONE forward
+    (:func:`pack_sequences`): one float32 tensor of ``n`` log-probabilities per sequence."""
+    return list(packed_logprobs(model, pack_sequences(sequences)).split([n for _, n in sequences]))
 
 
 def continuation_sums(model, sequences: list[tuple[list[int], int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed log-probability and token count of each sequence's continuation (1-D tensors on the model's
-    device), from :func:`continuation_logprobs`'s forward, summed in one kernel instead of one per sequence."""
-    logprobs = torch.cat(continuation_logprobs(model, sequences))
-    lengths = torch.tensor([n for _, n in sequences], device=logprobs.device)
-    owner = torch.repeat_interleave(torch.arange(len(sequences), device=logprobs.device), lengths)
-    sums = torch.zeros(len(sequences), dtype=logprobs.dtype, device=logprobs.device).index_add(0, owner, logprobs)
-    return sums, lengths
+    """Summed log-probability and token count of each sequence's continuation, from one forward."""
+    return packed_sums(model, pack_sequences(sequences))
+
+
+def candidate_sequences(tokenizer, task: Task, examples: list[dict], max_length: int,
+                        sfc: bool = False) -> tuple[list[tuple[list[int], int]], int]:
+    """Every candidate of every example as an ``(ids, n)`` sequence, and the number of candidates per example."""
+    sequences, width = [], None
+    for ex in examples:
+        candidates = task.candidates(ex)
+        width = width or len(candidates)
+        if len(candidates) != width:
+            raise ValueError(f"{task.name}: examples with different numbers of candidates in one batch")
+        prompt = task.sfc_prompt(ex) if sfc else task.prompt(ex)
+        sequences += encode_continuations(tokenizer, prompt, candidates, max_length)
+    return sequences, width
+
+
+def target_sequences(tokenizer, prompts: list[str], targets: list[str],
+                     max_length: int) -> list[tuple[list[int], int]]:
+    """Each target after its prompt as an ``(ids, n)`` sequence."""
+    return [encode_continuations(tokenizer, prompt, [target], max_length)[0]
+            for prompt, target in zip(prompts, targets, strict=True)]
 
 
 def candidate_logprobs(model, tokenizer, task: Task, examples: list[dict], max_length: int | None = None,
@@ -142,15 +249,7 @@ def candidate_logprobs(model, tokenizer, task: Task, examples: list[dict], max_l
 
     ``sfc=True`` scores the candidates after the calibration prompt instead of the prompt.
     """
-    max_length = context_length(model, max_length)
-    sequences, width = [], None
-    for ex in examples:
-        candidates = task.candidates(ex)
-        width = width or len(candidates)
-        if len(candidates) != width:
-            raise ValueError(f"{task.name}: examples with different numbers of candidates in one batch")
-        prompt = task.sfc_prompt(ex) if sfc else task.prompt(ex)
-        sequences += encode_continuations(tokenizer, prompt, candidates, max_length)
+    sequences, width = candidate_sequences(tokenizer, task, examples, context_length(model, max_length), sfc)
     sums, counts = continuation_sums(model, sequences)
     return sums.view(len(examples), width), counts.view(len(examples), width)
 
@@ -159,10 +258,7 @@ def target_logprobs(model, tokenizer, prompts: list[str], targets: list[str],
                     max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed log-probability and token count of each ``target`` after its prompt (1-D tensors); one
     forward."""
-    max_length = context_length(model, max_length)
-    sequences = [encode_continuations(tokenizer, prompt, [target], max_length)[0]
-                 for prompt, target in zip(prompts, targets, strict=True)]
-    return continuation_sums(model, sequences)
+    return continuation_sums(model, target_sequences(tokenizer, prompts, targets, context_length(model, max_length)))
 
 
 def score_candidates(model, tokenizer, task: Task, examples: list[dict], max_length: int | None = None,

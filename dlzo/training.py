@@ -48,7 +48,7 @@ from .zo import ZOEngine
 
 BEST_CRITERIA = ("loss", "score")
 # config fields that may change when a run is resumed (they do not change the trajectory)
-RESUMABLE_CHANGES = ("steps", "max_refused", "share_prefix")
+RESUMABLE_CHANGES = ("steps", "max_refused", "share_prefix", "cuda_graphs", "paired_passes")
 
 
 @dataclass
@@ -68,6 +68,8 @@ class ZOConfig:
     directions: int = 1  # q: directions averaged per step
     one_sided: bool = False
     share_prefix: bool = True  # compute the frozen layers below the selection once per step (same results)
+    cuda_graphs: bool = False  # GPU: replay CUDA graphs of the forwards (same kernels; padded shapes, dlzo.graphs)
+    paired_passes: bool = False  # one-layer selections: both signs in one forward (dlzo.paired; float rounding)
     eval_every: int | None = None  # None: evaluate at the start and the end only
     eval_at_start: bool = True  # the zero-shot model is a candidate for "best" too
     best_by: str = "loss"  # loss (lowest dev loss) | score (highest dev score)
@@ -229,7 +231,8 @@ def train(
     start_time = time.perf_counter()
     selected = selection if isinstance(selection, Selected) else selection.apply(model, tokenizer, dominant_layer)
     model = selected.model
-    engine = ZOEngine(selected, config.eps, config.directions, config.one_sided, config.share_prefix)
+    engine = ZOEngine(selected, config.eps, config.directions, config.one_sided, config.share_prefix,
+                      config.cuda_graphs, config.paired_passes)
     optimizer = make_optimizer(config.optimizer, engine.masters, config.weight_decay, momentum=config.momentum,
                                betas=config.betas, eps=config.adam_eps)
     data_rng, seed_rng = run_rngs(config.seed)

@@ -17,13 +17,18 @@ What :class:`ZOEngine` does better than the published code:
   direction and drawn in the masters' dtype, tensor by tensor in selection order; the global RNG is never touched.
   Masked tensors draw their full shape and use z only on their trainable entries (``torch.where``, so
   the frozen entries keep their exact bits).
+* **CUDA graphs.** With ``cuda_graphs=True`` on a GPU, the forwards replay CUDA graphs captured once per
+  padded batch shape (:mod:`dlzo.graphs`): the same kernels without Python or launch overhead.
+* **Paired passes.** With ``paired_passes=True`` and a selection inside one decoder layer, the θ+εz and θ−εz
+  forwards run as one forward: the layers below once, the trained layer twice, the layers above on both
+  results stacked along the batch (:mod:`dlzo.paired`; same losses up to float rounding).
 * **Options.** ``directions=q`` averages q directions per step (each regenerated from its own seed, never
   stored); ``one_sided=True`` uses ``(L(θ+εz) − L(θ)) / ε`` (one base forward shared by all directions).
 
 A step is two calls: :meth:`ZOEngine.estimate` (the forwards; θ restored afterwards) and
 :meth:`ZOEngine.update` (the optimizer step, which rebuilds ĝ tensor by tensor). Replay calls
 ``update`` alone with the logged seeds and ``g`` values. Phase times (perturb / forward / update)
-are measured for the step log; the per-tensor loops in :meth:`_write_perturbed` and :meth:`update`
+are measured for the step log; the per-tensor loops in :meth:`write_perturbed` and :meth:`update`
 are the place to fuse further.
 """
 
@@ -38,8 +43,10 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import DlzoError
+from .graphs import GraphedLoss
 from .optim import ZOOptimizer
-from .prefix import PrefixSharing, first_selected_layer
+from .paired import PairedPasses
+from .prefix import PrefixSharing, first_selected_layer, selected_layers
 from .selection import Selected
 
 LossFn = Callable[[list], torch.Tensor]
@@ -66,8 +73,9 @@ class Estimate:
         return self.loss_minus is None
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device | str) -> None:
     """Wait for queued kernels so phase timings are honest on asynchronous devices."""
+    device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -76,7 +84,7 @@ class ZOEngine:
     """SPSA estimator and update over a :class:`~dlzo.selection.Selected` set, with fp32 master weights."""
 
     def __init__(self, selected: Selected, eps: float = 1e-3, directions: int = 1, one_sided: bool = False,
-                 share_prefix: bool = False):
+                 share_prefix: bool = False, cuda_graphs: bool = False, paired_passes: bool = False):
         if not eps > 0:
             raise DlzoError(f"The perturbation scale eps={eps} must be positive, e.g. 1e-3.")
         if directions < 1:
@@ -94,6 +102,12 @@ class ZOEngine:
         # layers below the first selected one are identical in every forward of a step: compute them once
         first = first_selected_layer(selected.model, selected.names) if share_prefix else None
         self.prefix_layer = first if first else None  # None or 0: nothing to share
+        self.cuda_graphs = bool(cuda_graphs)
+        self._graphed: GraphedLoss | None = None
+        # one forward for both signs when the selection is one decoder layer (dlzo.paired)
+        layers = selected_layers(selected.model, selected.names) if paired_passes and not self.one_sided else None
+        self.paired_layer = layers[0] if layers and len(layers) == 1 else None
+        self._pair: PairedPasses | None = None
 
     # ------------------------------------------------------------------------------------ directions
     def draw(self, seed: int) -> Iterator[torch.Tensor]:
@@ -109,13 +123,42 @@ class ZOEngine:
 
     # ------------------------------------------------------------------------------------ parameters
     @torch.no_grad()
-    def _write_perturbed(self, seed: int, scale: float) -> None:
+    def write_perturbed(self, seed: int, scale: float) -> None:
         """Write cast(master + scale·z) into the model's selected tensors."""
         for param, master, mask, z in zip(self.params, self.masters, self.masks, self.draw(seed), strict=True):
             value = master.add(z, alpha=scale)
             if mask is not None:
                 value = torch.where(mask, value, master)
             param.copy_(value)
+
+    @torch.no_grad()
+    def write_pair(self, seed: int) -> PairedPasses:
+        """Fill the paired-pass buffers with cast(master ± εz) for ``seed`` (the model is not touched)."""
+        if self._pair is None:
+            plus = [torch.empty_like(p) for p in self.params]
+            minus = [torch.empty_like(p) for p in self.params]
+            self._pair = PairedPasses(self.selected.model, self.paired_layer, self.params, plus, minus)
+        for master, mask, z, plus, minus in zip(self.masters, self.masks, self.draw(seed), self._pair.plus,
+                                                self._pair.minus, strict=True):
+            up, down = master.add(z, alpha=self.eps), master.add(z, alpha=-self.eps)
+            if mask is not None:
+                up, down = torch.where(mask, up, master), torch.where(mask, down, master)
+            plus.copy_(up)
+            minus.copy_(down)
+        return self._pair
+
+    def _paired_forward(self, loss_fn: LossFn, batch: list) -> tuple[float, float]:
+        """Both losses of the step from one paired forward (graphed when ``cuda_graphs`` applies)."""
+        if self.cuda_graphs and self.device.type == "cuda":
+            if self._graphed is None or self._graphed.loss_fn is not loss_fn:
+                self._graphed = GraphedLoss(loss_fn, paired=self._pair)
+            run = self._graphed.prepare(batch) if self._graphed.active else None
+            if run is not None:
+                plus, minus = run(0)
+                return float(plus), float(minus)
+        with self._pair, torch.inference_mode():
+            plus, minus = loss_fn.compute_pair(loss_fn.pack(batch))
+        return float(plus), float(minus)
 
     @torch.no_grad()
     def restore(self) -> None:
@@ -155,6 +198,25 @@ class ZOEngine:
 
         return loss
 
+    def _graphed_forwards(self, loss_fn: LossFn, batch: list) -> Callable[[list], float] | None:
+        """With ``cuda_graphs``: the step's loss evaluator replaying CUDA graphs (:mod:`dlzo.graphs`), or ``None``
+        where graphs do not apply (no CUDA device, a loss without ``pack``/``compute``, a failed capture)."""
+        if not self.cuda_graphs or self.device.type != "cuda" or not hasattr(loss_fn, "pack"):
+            return None
+        if self._graphed is None or self._graphed.loss_fn is not loss_fn:
+            self._graphed = GraphedLoss(loss_fn, self.prefix_layer)
+        if not self._graphed.active:
+            return None
+        run = self._graphed.prepare(batch)
+        if run is None:
+            return None
+        calls = [0]
+
+        def loss(_batch: list) -> float:
+            calls[0] += 1
+            return float(run(calls[0] - 1))
+        return loss
+
     def estimate(self, loss_fn: LossFn, batch: list, seeds: Sequence[int]) -> Estimate:
         """Run the forwards of one step (one direction per seed) and return the projected gradients.
 
@@ -167,24 +229,37 @@ class ZOEngine:
         def timed(phase, fn, *args):
             start = time.perf_counter()
             out = fn(*args)
-            _sync(self.device)
+            synchronize(self.device)
             times[phase] += time.perf_counter() - start
             return out
 
         g, plus, minus = [], [], []
-        prefix = PrefixSharing(self.selected.model, self.prefix_layer) if self.prefix_layer else nullcontext()
+        if self.paired_layer is not None and hasattr(loss_fn, "compute_pair"):
+            try:
+                for seed in seeds:
+                    timed("perturb", self.write_pair, seed)
+                    lp, lm = timed("forward", self._paired_forward, loss_fn, batch)
+                    plus.append(lp)
+                    minus.append(lm)
+                    g.append((lp - lm) / (2 * self.eps))
+            finally:
+                timed("perturb", self.restore)
+            return Estimate([int(s) for s in seeds], g, plus, minus, None, times)
+        graphed = self._graphed_forwards(loss_fn, batch)
+        sharing = self.prefix_layer and graphed is None
+        prefix = PrefixSharing(self.selected.model, self.prefix_layer) if sharing else nullcontext()
         with prefix:
-            loss = self._shared_prefix_loss(prefix if self.prefix_layer else None, loss_fn)
+            loss = graphed or self._shared_prefix_loss(prefix if sharing else None, loss_fn)
             base = timed("forward", loss, batch) if self.one_sided else None
             try:
                 for seed in seeds:
-                    timed("perturb", self._write_perturbed, seed, self.eps)
+                    timed("perturb", self.write_perturbed, seed, self.eps)
                     lp = timed("forward", loss, batch)
                     plus.append(lp)
                     if self.one_sided:
                         g.append((lp - base) / self.eps)
                     else:
-                        timed("perturb", self._write_perturbed, seed, -self.eps)
+                        timed("perturb", self.write_perturbed, seed, -self.eps)
                         lm = timed("forward", loss, batch)
                         minus.append(lm)
                         g.append((lp - lm) / (2 * self.eps))
@@ -213,5 +288,5 @@ class ZOEngine:
             new = optimizer.update(index, master, grad, lr)
             master.copy_(new if mask is None else torch.where(mask, new, master))
         self.restore()
-        _sync(self.device)
+        synchronize(self.device)
         return time.perf_counter() - start

@@ -28,8 +28,6 @@
 # layer, and notebook 03 the paper's full comparison.
 
 # %%
-import json
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
@@ -40,6 +38,7 @@ from dlzo.notebook import setup
 from dlzo.paths import repo_root
 from dlzo.plotting import plot_outlier_profile, save_figure
 from dlzo.recipes import RunContext
+from dlzo.sweeps import layer_summary, reference_scores, sweep_runs
 
 # %% tags=["parameters"]
 model: str = "smollm2-135m"  # offline key, local path or hub id
@@ -110,10 +109,9 @@ for row in rows:
 # outlier layer.)
 
 # %%
-sweep = ResultsStore(root / "results" / "layer_sweep_smollm2").table()
-sweep["layer"] = sweep["trained_layers"].map(lambda s: (json.loads(s) or [None])[0])
-per_layer = sweep[sweep["layer"].map(lambda v: isinstance(v, int))].groupby("layer")["test_score"].agg(["mean", "std"])
-full_mezo = sweep.loc[sweep["method"] == "mezo_full", "test_score"].mean()
+sweep = sweep_runs(ResultsStore(root / "results" / "layer_sweep_smollm2").table())
+per_layer = layer_summary(sweep).set_index("layer")
+full_mezo = reference_scores(sweep).set_index("kind").loc["full", "mean"]
 
 
 def show_layer(layer: int) -> None:

@@ -33,13 +33,10 @@ from IPython.display import display
 
 import dlzo
 from dlzo.calibration import calibration_texts
-from dlzo.experiments import ResultsStore, grid_runs, load_grid, run_grid
-from dlzo.layers import num_layers
-from dlzo.notebook import setup
+from dlzo.notebook import grid_results, setup
 from dlzo.outliers import profile_activations
 from dlzo.paths import repo_root
 from dlzo.plotting import outlier_summary_table, plot_layer_sweep, plot_outlier_profile, save_figure
-from dlzo.recipes import RunContext
 from dlzo.sweeps import compare_layer, layer_findings, layer_summary, reference_scores, sweep_runs
 
 # %% tags=["parameters"]
@@ -149,13 +146,8 @@ print(scan.pivot(index="min_ratio", columns="model", values="first_layer_mean").
 
 # %%
 root = repo_root()
-grid = load_grid(root / sweep_grid)
-store = ResultsStore((out if recompute else root) / "results" / grid["name"])
-if recompute:
-    context = RunContext(device=device or None, dtype=dtype)
-    run_grid(grid_runs(grid, layers_of=lambda m: num_layers(context.model(m)[0])), store, context.run,
-             progress=progress)
-runs = sweep_runs(store.table())
+grid, sweep_table = grid_results(sweep_grid, recompute, output_dir, device, dtype, progress)
+runs = sweep_runs(sweep_table)
 summary = layer_summary(runs)
 refs = reference_scores(runs)
 sweep_model = grid["models"][0]
@@ -203,11 +195,10 @@ print(tests[cols].round(3).to_string(index=False))
 # finished on the GPU budget of the session that ran it; `recompute=True` completes it).
 
 # %%
-if controls_grid:
-    controls = ResultsStore(root / "results" / load_grid(root / controls_grid)["name"]).table()
-    if len(controls):
-        view = controls.groupby(["task", "method"])["test_score"].agg(["mean", "std", "count"]).round(1)
-        display(view)
+_, controls = grid_results(controls_grid)
+if len(controls):
+    view = controls.groupby(["task", "method"])["test_score"].agg(["mean", "std", "count"]).round(1)
+    display(view)
 
 # %% [markdown]
 # ## Reading the sweep (SmolLM2-135M, SST-2, H200, 3 seeds)

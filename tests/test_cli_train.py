@@ -49,6 +49,9 @@ def test_train_resume_and_first_order(setup, capsys):
     assert steps == list(range(1, 10))
     assert main(args(setup, setup / "fo", "--select", "1", "--method", "fo", "--steps", "3")) == 0
     assert main(args(setup, setup / "lora", "--select", "all", "--lora-r", "2", "--steps", "2")) == 0
+    assert main(args(setup, setup / "paired", "--select", "2", "--steps", "2", "--paired-passes", "--cuda-graphs")) == 0
+    header = read_log(setup / "paired" / "log.jsonl")[0]
+    assert header["config"]["paired_passes"] is True and header["config"]["cuda_graphs"] is True
     assert read_log(setup / "lora" / "log.jsonl")[0]["selection"]["num_parameters"] == 4 * (2 * 16 + 16 * 2 + 2 * 16 + 8 * 2)  # 4 layers, r=2 on q (16->16) and v (16->8)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..models import pick_device
 from ..paths import atomic_write_text
-from .common import add_model_args, resolve_device, setup_torch
+from .common import add_model_args, setup_torch
 
 
 def add_parser(sub) -> None:
@@ -31,7 +32,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import benchmark, environment
+    from ..bench import benchmark, environment, graph_check
     from ..errors import DlzoError
     from ..losses import make_loss_fn
     from ..models import load_model
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     setup_torch(args)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    device = resolve_device(args.device)
+    device = pick_device(args.device)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=device, progress=args.progress)
     data = load_task_data(args.task, seed=0, data_dir=args.data_dir)
     if len(data.train) < args.batch_size:
@@ -55,15 +56,18 @@ def run(args: argparse.Namespace) -> int:
     table = benchmark(model, tokenizer, lambda m: make_loss_fn(m, tokenizer, data.task), batch, layer, cases=cases,
                       warmup=args.warmup, repeats=args.repeats, progress=args.progress)
     env = environment(device)
+    check = graph_check(model, make_loss_fn(model, tokenizer, data.task), batch, layer)
     print(f"model {args.model} | task {args.task} | batch {args.batch_size} | layer {layer} | {env['device']} | "
           f"threads {env['threads']} | dtype {args.dtype}")
     shown = table.drop(columns=["repeats"]).round(2)
     print(shown.to_string())
     for name, value in table.attrs["ratios"].items():
         print(f"{name}: {value:.2f}" if value is not None else f"{name}: n/a")
+    if check:
+        print("CUDA graphs vs eager on the padded batch: " + ", ".join(f"{k} {v}" for k, v in check.items()))
     if args.json_path:
         payload = {"environment": env, "model": args.model, "task": args.task, "batch_size": args.batch_size,
                    "layer": layer, "dtype": args.dtype, "cases": json.loads(table.reset_index().to_json(orient="records")),
-                   "ratios": table.attrs["ratios"]}
+                   "ratios": table.attrs["ratios"], "graph_check": check}
         atomic_write_text(args.json_path, json.dumps(payload, indent=1))
     return 0

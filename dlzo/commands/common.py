@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from ..models import DEFAULT_MODEL, OFFLINE_MODELS, pick_device
+from ..models import DEFAULT_MODEL, OFFLINE_MODELS
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -20,10 +20,6 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
-
-
-def resolve_device(device: str | None) -> str:
-    return pick_device(device)
 
 
 def setup_torch(args: argparse.Namespace) -> None:

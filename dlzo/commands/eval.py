@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 
 from ..errors import DlzoError
+from ..models import pick_device
 from ..tasks import MEZO_NUM_TEST, TASK_NAMES, get_task
-from .common import add_model_args, resolve_device, setup_torch
+from .common import add_model_args, setup_torch
 
 
 def add_parser(sub) -> None:
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     num_test = parse_num_test(args.num_test)
     if args.batch_size < 1:
         raise DlzoError("--batch-size must be a positive integer.")
-    device = resolve_device(args.device)
+    device = pick_device(args.device)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=device, progress=args.progress)
     start = time.perf_counter()
     table = evaluate_tasks(model, tokenizer, names, seed=args.seed, data_dir=args.data_dir, num_test=num_test,

@@ -6,8 +6,9 @@ import argparse
 import sys
 
 from ..errors import DlzoError
+from ..models import pick_device
 from ..outliers import LOOSE_RULE, STRICT_RULE, profile_activations
-from .common import add_model_args, resolve_device, setup_torch
+from .common import add_model_args, setup_torch
 
 
 def add_parser(sub) -> None:
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.min_abs < 0 or args.min_ratio < 0 or args.loose_ratio < 0:
         raise DlzoError("Outlier thresholds must be non-negative numbers.")
     texts = calibration_texts(args.texts, n=args.num_texts, data_dir=args.data_dir)
-    model, tokenizer = load_model(args.model, dtype=args.dtype, device=resolve_device(args.device),
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=pick_device(args.device),
                                   progress=args.progress)
     profile = profile_activations(model, tokenizer, texts, max_length=args.max_length, progress=args.progress)
     table = profile.table()

@@ -31,6 +31,10 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", default="float32", help="model dtype (default float32)")
     p.add_argument("--data-dir", default=None, help="benchmark data folder (default: $DLZO_DATA_DIR)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="replay CUDA graphs of the ZO forwards (GPU only; same kernels on padded batches)")
+    p.add_argument("--paired-passes", action="store_true",
+                   help="single-layer selections: the + and - forwards as one forward (float rounding differs)")
     p.add_argument("--list", action="store_true", help="only print how many runs are done and left")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     p.set_defaults(func=run)
@@ -56,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     store = ResultsStore(folder)
     if args.parallel > 1:
         return _run_parallel(args, folder)
-    context = RunContext(device=args.device, dtype=args.dtype, data_dir=args.data_dir, progress=False)
+    context = RunContext(device=args.device, dtype=args.dtype, data_dir=args.data_dir, progress=False,
+                         cuda_graphs=args.cuda_graphs, paired_passes=args.paired_passes)
     runs = grid_runs(grid, layers_of=lambda name: num_layers(context.model(name)[0]))
     if args.list:
         done = store.done_keys()
@@ -81,6 +86,7 @@ def _run_parallel(args: argparse.Namespace, folder: str) -> int:
                         ("--time-budget", args.time_budget)):
         if value is not None:
             base += [flag, str(value)]
+    base += [flag for flag, on in (("--cuda-graphs", args.cuda_graphs), ("--paired-passes", args.paired_passes)) if on]
     start = time.perf_counter()
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     workers = [subprocess.Popen(base + ["--shard", f"{i}/{n}"], env=env) for i in range(n)]

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from ..errors import DlzoError
-from .common import add_model_args, resolve_device, setup_torch
+from ..models import pick_device
+from .common import add_model_args, setup_torch
 
 DEFAULT_MODULES = "attention,mlp"
 
@@ -28,6 +29,10 @@ def add_parser(sub) -> None:
     p.add_argument("--num-train", type=int, default=1000, help="training examples (MeZO sampling, default 1000)")
     p.add_argument("--num-dev", type=int, default=None, help="dev examples (default: MeZO's, 500; CB/COPA 100)")
     p.add_argument("--num-test", type=int, default=1000, help="test examples scored at the end (default 1000)")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="replay CUDA graphs of the ZO forwards (GPU only; same kernels on padded batches)")
+    p.add_argument("--paired-passes", action="store_true",
+                   help="single-layer selections: the + and - forwards as one forward (float rounding differs)")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel ZO under torchrun: each rank runs its shard of every batch")
     sel = p.add_argument_group("selection")
@@ -106,12 +111,13 @@ def run(args: argparse.Namespace) -> int:
                   weight_decay=args.weight_decay, eval_every=args.eval_every, best_by=args.best_by)
     if args.method == "zo":
         config = ZOConfig(eps=args.eps, optimizer=args.optimizer, directions=args.directions,
-                          one_sided=args.one_sided, checkpoint_every=args.checkpoint_every, **common)
+                          one_sided=args.one_sided, checkpoint_every=args.checkpoint_every,
+                          cuda_graphs=args.cuda_graphs, paired_passes=args.paired_passes, **common)
     else:
         if args.resume or args.distributed:
             raise DlzoError("First-order runs neither resume nor shard; drop --resume/--distributed or use --method zo.")
         config = FOConfig(**common)
-    rank, device = 0, resolve_device(args.device)
+    rank, device = 0, pick_device(args.device)
     if args.distributed:
         from ..distributed import init_from_env
 

@@ -1,0 +1,55 @@
+"""Reading ablations: each variant against the dominant layer (paired by seed), lr curves, strict vs loose rule.
+
+The paper's ablations (its Table 6 and the layer combinations) change one thing about the dominant-layer
+recipe at a time: add a second layer, keep only the MLP, keep only the top-1% outlier channels, freeze
+those channels, pick the layer with a looser outlier rule, change lr or ε. Every variant runs with the same
+seeds as the dominant layer itself, so each is read as a paired difference from it.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .errors import DlzoError
+from .stats import paired_comparison
+
+
+def versus_reference(table: pd.DataFrame, reference: str = "dominant", metric: str = "test_score",
+                     alternative: str = "two-sided") -> pd.DataFrame:
+    """One row per (task, variant): the variant against ``reference`` paired by (model, task, seed)
+    (mean difference variant − reference, bootstrap CI, Wilcoxon p); variants without pairs are skipped."""
+    if table.empty or reference not in set(table["method"]):
+        raise DlzoError(f"The results have no {reference!r} runs to compare the variants with; run them first.")
+    rows = []
+    for task, part in table.groupby("task", sort=False):
+        for variant in dict.fromkeys(part["method"]):
+            if variant == reference:
+                continue
+            try:
+                res = paired_comparison(part, variant, reference, ["model", "task", "seed"], metric, alternative)
+            except DlzoError:
+                continue
+            rows.append({"task": task, **res})
+    return pd.DataFrame(rows)
+
+
+def lr_curves(table: pd.DataFrame, metric: str = "test_score") -> pd.DataFrame:
+    """Mean ``metric`` per (task, method, lr) over seeds: the lr sensitivity of each method."""
+    trained = table[table["lr"] > 0]
+    if trained.empty:
+        raise DlzoError("The results have no trained runs (lr > 0) to draw lr curves from.")
+    return trained.groupby(["task", "method", "lr"])[metric].agg(mean="mean", n="count").reset_index()
+
+
+def rule_comparison(runs: pd.DataFrame, strict_layer: int, loose_layer: int, metric: str = "test_score") -> pd.DataFrame:
+    """The strict rule's layer against the loose rule's layer in a single-layer sweep (``sweep_runs`` rows),
+    paired by seed, per task (two-sided)."""
+    layers = runs[(runs["kind"] == "layer") & runs["layer"].isin([strict_layer, loose_layer])]
+    named = layers.assign(method=layers["layer"].map({strict_layer: f"strict_layer_{strict_layer}",
+                                                      loose_layer: f"loose_layer_{loose_layer}"}))
+    if named["method"].nunique() < 2:
+        raise DlzoError(f"The sweep lacks layer {strict_layer} or {loose_layer}; run both before comparing rules.")
+    rows = [{"task": task, **paired_comparison(part, f"strict_layer_{strict_layer}", f"loose_layer_{loose_layer}",
+                                               ["model", "task", "seed"], metric, "two-sided")}
+            for task, part in named.groupby("task")]
+    return pd.DataFrame(rows)

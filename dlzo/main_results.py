@@ -1,0 +1,84 @@
+"""Reading a main-results grid (tasks × methods × seeds): the table, the averages, the paired claim tests.
+
+The paper's main claim is a comparison of averages over nine tasks; ours is made per seed and per task:
+
+* :func:`method_table` — mean ± std (and n) of each method on each task, plus the average over the tasks
+  where every shown method has runs (an average over different task sets would not compare);
+* :func:`claim_tests` — the paired tests (by task and seed) of "dominant ≥ full MeZO" and "dominant >
+  random layer", per task and pooled over tasks (Wilcoxon signed-rank, bootstrap CI of the mean
+  difference; :func:`dlzo.stats.paired_comparison`);
+* :data:`PAPER_AVERAGES` — the paper's nine-task averages (LLaMA2-7B, Qwen3-8B), shown for context only.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .errors import DlzoError
+from .stats import format_mean_std, paired_comparison
+
+# the paper's nine-task averages (its Table; 10k steps, fp16, 7B-8B models): context, not a comparison
+PAPER_AVERAGES = pd.DataFrame(
+    {"mezo_full": [71.87, 84.52], "dominant": [72.44, 85.67], "mezo_lora": [72.22, 84.33],
+     "dominant_lora": [72.31, 85.45]},
+    index=pd.Index(["LLaMA2-7B (paper)", "Qwen3-8B (paper)"], name="model"),
+)
+
+CLAIMS = (
+    ("dominant", "mezo_full", "two-sided"),
+    ("dominant", "mezo_full", "less"),
+    ("dominant", "random_layer", "greater"),
+)
+
+
+def _check(table: pd.DataFrame) -> None:
+    if table.empty:
+        raise DlzoError("The results table is empty; run the grid (or set recompute) first.")
+
+
+def method_table(table: pd.DataFrame, methods: list[str] | None = None, metric: str = "test_score",
+                 digits: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(numbers, text)``: per task × method the mean, std and n of ``metric`` (long form), and a display table
+    of "mean ± std (n)" with one row per task and an ``average`` row over the tasks every method covers."""
+    _check(table)
+    methods = methods or list(dict.fromkeys(table["method"]))
+    df = table[table["method"].isin(methods)]
+    numbers = (df.groupby(["task", "method"])[metric].agg(mean="mean", std="std", n="count").reset_index())
+    numbers["std"] = numbers["std"].fillna(0.0)
+    tasks = list(dict.fromkeys(df["task"]))
+    text = pd.DataFrame(index=pd.Index(tasks, name="task"), columns=methods, dtype=object)
+    for row in numbers.itertuples():
+        text.loc[row.task, row.method] = f"{format_mean_std(row.mean, row.std, digits)} ({row.n})"
+    complete = [t for t in tasks if set(numbers[numbers["task"] == t]["method"]) >= set(methods)]
+    if complete:
+        means = numbers[numbers["task"].isin(complete)].groupby("method")["mean"].mean()
+        text.loc[f"average ({len(complete)} tasks)"] = [f"{means[m]:.{digits}f}" for m in methods]
+    return numbers, text.fillna("—")
+
+
+def claim_tests(table: pd.DataFrame, claims=CLAIMS, metric: str = "test_score") -> pd.DataFrame:
+    """One row per claim and task (and ``all`` pooled over tasks) with the paired statistics; claims whose
+    methods have no paired runs on a task are left out (the grid has not run them yet)."""
+    _check(table)
+    rows = []
+    for a, b, alternative in claims:
+        for task in [*dict.fromkeys(table["task"]), "all"]:
+            part = table if task == "all" else table[table["task"] == task]
+            if not {a, b} <= set(part["method"]):
+                continue
+            try:
+                result = paired_comparison(part, a, b, ["model", "task", "seed"], metric, alternative)
+            except DlzoError:
+                continue
+            rows.append({"task": task, **result})
+    if not rows:
+        raise DlzoError("No claim has paired runs yet; run the dominant, mezo_full and random_layer rows.")
+    return pd.DataFrame(rows)
+
+
+def coverage(table: pd.DataFrame, grid_runs: list) -> pd.DataFrame:
+    """Finished runs vs the grid's runs, per task and method: what the tables rest on."""
+    done = set(table["key"]) if "key" in table else set()
+    rows = [{"task": r.task, "method": r.method, "done": r.key in done} for r in grid_runs]
+    counts = pd.DataFrame(rows).groupby(["task", "method"])["done"].agg(done="sum", planned="count")
+    return counts.reset_index()

@@ -1,0 +1,131 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Main results: the dominant layer against full MeZO, a random layer and zero-shot
+#
+# The paper's headline: tuning only the dominant layer (the first activation-outlier layer) with MeZO
+# **matches or beats full-model MeZO** on nine tasks, on average (LLaMA2-7B 72.44 vs 71.87; Qwen3-8B 85.67 vs
+# 84.52). Here the same comparison runs on a model anyone can run, with what the paper's reviewers asked
+# for: several seeds, mean ± std, and paired tests (by task and seed) — "dominant ≥ full MeZO" and
+# "dominant > a random other layer" (the control the paper lacks).
+#
+# **What the committed run is.** `experiments/main_core_smollm2.yaml` on SmolLM2-135M (dominant layer 11),
+# the seven classification tasks × {zero-shot, full MeZO, dominant layer, random layer} × 3 seeds, 1000
+# steps, batch 16, ε 1e-3, MeZO's data protocol, on one H200. One lr per method (the SST-2 probe's:
+# 1e-3 for a single layer, 1e-5 for full MeZO), **not** tuned per task: a deviation from the MeZO protocol.
+# The grid is only partly run (the coverage table below says exactly which cells exist); every table is
+# computed from the finished runs only, and tasks missing a method are left out of the averages.
+# `experiments/main_smollm2.yaml` is the full protocol (lr grid picked on dev, nine tasks, LoRA,
+# Sparse-MeZO and first-order rows) for a GPU box with a few hours.
+
+# %%
+import matplotlib.pyplot as plt
+import seaborn as sns
+from IPython.display import display
+
+import dlzo
+from dlzo.experiments import grid_runs
+from dlzo.main_results import PAPER_AVERAGES, claim_tests, coverage, method_table
+from dlzo.notebook import grid_results, setup
+from dlzo.paths import repo_root
+from dlzo.plotting import save_figure
+
+# %% tags=["parameters"]
+main_grid: str = "experiments/main_core_smollm2.yaml"  # the main-results grid file
+device: str = ""  # empty picks cuda if available, else cpu
+dtype: str = "float32"  # model dtype for recomputed runs
+threads: int = 0  # torch CPU threads, 0 for the torch default
+progress: bool = True  # progress bars
+output_dir: str = "."  # where figures/ and results/ go, relative to the repo root
+recompute: bool = False  # run missing grid cells here; False renders the committed results
+
+# %%
+env = setup(threads=threads or None, progress=progress)
+root = repo_root()
+out = root / output_dir
+grid, table = grid_results(main_grid, recompute, output_dir, device, dtype, progress)
+print(f"dlzo {dlzo.__version__} | device: {env['device']} (this kernel) | results of {grid['name']}: {len(table)} "
+      f"runs on {', '.join(sorted(table['device'].unique()))}")
+
+# %% [markdown]
+# ## What has run
+# Finished runs against the grid, per task and method (3 seeds each when complete).
+
+# %% tags=["nbval-check-output"]
+cov = coverage(table, grid_runs(grid, layers_of=lambda m: 30))
+print(cov.pivot(index="task", columns="method", values="done").reindex(grid["tasks"]).to_string())
+print(f"{int(cov['done'].sum())} of {int(cov['planned'].sum())} runs finished")
+
+# %% [markdown]
+# ## The table: test accuracy, mean ± std over seeds (number of seeds)
+# Zero-shot has no seed dependence here (the test sample is fixed by MeZO's protocol), so its std is 0.
+
+# %% tags=["nbval-check-output"]
+methods = [m for m in ["zero_shot", "mezo_full", "dominant", "random_layer"] if m in set(table["method"])]
+numbers, text = method_table(table, methods)
+print(text.to_string())
+
+# %% [markdown]
+# ## The claims, tested by seed
+# `two-sided` asks whether the dominant layer differs from full MeZO; `less` whether it is worse (a small p
+# means worse); `greater` (against the random layer) whether it is better. With 3 pairs a Wilcoxon test
+# cannot reach p < 0.125 (one-sided) or 0.25 (two-sided): read the bootstrap CI of the mean paired
+# difference, and the pooled row (`all`), which pairs over tasks and seeds.
+
+# %% tags=["nbval-check-output"]
+tests = claim_tests(table)
+cols = ["task", "a", "b", "alternative", "n_pairs", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high", "wins",
+        "losses", "p_value"]
+print(tests[cols].round(3).to_string(index=False))
+
+# %%
+fig, ax = plt.subplots(figsize=(9, 4))
+shown = table[table["method"].isin(methods)]
+sns.stripplot(data=shown, x="task", y="test_score", hue="method", hue_order=methods, dodge=True, ax=ax, size=5,
+              order=[t for t in grid["tasks"] if t in set(shown["task"])])
+sns.pointplot(data=shown, x="task", y="test_score", hue="method", hue_order=methods, dodge=0.6, ax=ax,
+              errorbar=None, markers="_", linestyles="none", legend=False,
+              order=[t for t in grid["tasks"] if t in set(shown["task"])])
+ax.set_ylabel("test accuracy (%)")
+ax.set_title(f"{grid['models'][0]}: every seed (dots) and the mean (bars)")
+ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+fig.tight_layout()
+save_figure(fig, "03_main_results", out / "figures")
+plt.show()
+
+# %% [markdown]
+# ## The paper's averages, for context
+# Nine-task averages from the paper (7B–8B models, 10k steps, fp16, lr tuned): a different scale, shown
+# only so a reader can see what the claim looks like there. They are **the paper's numbers, not ours**.
+
+# %%
+display(PAPER_AVERAGES)
+
+# %% [markdown]
+# ## Reading the result (committed run: SmolLM2-135M, H200)
+# * **SST-2** is the only task where ZO moves this small model clearly: zero-shot 51.6 → dominant layer 11
+#   72.4 ± 1.5 and full MeZO 73.4 (one seed so far), while **a random other layer does better than the
+#   dominant layer** (75.0 ± 2.6; layers 16/14/9; in all 3 seeds). The all-layer sweep of notebook 01 says the same with
+#   every layer: layer 11 is mid-pack, layers 15–17 are best.
+# * **COPA, WSC, RTE, BoolQ, MultiRC**: nothing beats zero-shot by more than seed noise in 1000 steps at
+#   these lrs (COPA dominant 55.7 vs zero-shot 61.0; WSC stays at the majority class 57.7; RTE ~50).
+#   The paper's +2 points at 7B are not a regime a 135M model reaches; the larger offline models
+#   (Qwen2.5-0.5B/1.5B) are the next step.
+# * **CB**: dominant 59.8 vs random layer 67.0 (2 seeds each) vs zero-shot 55.4.
+# * **Pooled over tasks, "dominant > random layer" is rejected in direction** on this model: mean paired
+#   difference −5.2 points (95% CI −8.4 to −2.4), the dominant layer loses 7 of 8 pairs and ties one.
+#   "Dominant ≈ full MeZO" cannot be tested here yet (2 paired runs); on SST-2 the 3-seed sweep of notebook
+#   01 has it: layer 11 71.5 ± 0.7 vs full MeZO 71.6 ± 1.7 (paired difference −0.15, CI [−1.3, 0.7]).

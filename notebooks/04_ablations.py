@@ -1,0 +1,155 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Ablations: which part of the recipe matters?
+#
+# The paper's ablations change one thing at a time about dominant-layer ZO: which rule picks the layer,
+# adding a second layer, keeping only the MLP, keeping only the top-1% outlier channels, freezing those
+# channels, and the lr / ε. Every variant here runs with the same seeds as the dominant layer itself and is
+# read as a **paired difference** from it (mean, bootstrap CI, Wilcoxon p).
+#
+# Sources (SmolLM2-135M, H200, MeZO protocol, 1000 steps, batch 16): the all-layer SST-2 sweep and the
+# RTE/COPA controls of notebook 01 (strict vs loose rule), the lr probe (lr sensitivity), notebook 02's
+# ε study (signal quality vs ε), and `experiments/ablations_smollm2.yaml` (the within-layer variants; the
+# coverage line says how much of it has run — render what exists, `recompute=True` runs the rest).
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+import dlzo
+from dlzo.ablations import lr_curves, rule_comparison, versus_reference
+from dlzo.experiments import grid_runs
+from dlzo.main_results import coverage
+from dlzo.notebook import grid_results, setup
+from dlzo.paths import repo_root
+from dlzo.plotting import save_figure
+from dlzo.stats import paired_comparison
+from dlzo.sweeps import sweep_runs
+
+# %% tags=["parameters"]
+ablation_grid: str = "experiments/ablations_smollm2.yaml"  # the within-layer variants, a grid file
+sweep_grid: str = "experiments/layer_sweep_smollm2.yaml"  # the single-layer sweep (strict vs loose rule)
+controls_grid: str = "experiments/controls_smollm2.yaml"  # RTE and COPA controls, empty to skip
+lr_probe_grid: str = "experiments/lr_probe_smollm2.yaml"  # the lr probe, empty to skip
+propagation_dir: str = "results/propagation"  # notebook 02's tables (the eps study), empty to skip
+strict_layer: int = 11  # the strict rule's layer of the model (notebook 01)
+loose_layer: int = 2  # the loose rule's layer of the model (notebook 01)
+device: str = ""  # empty picks cuda if available, else cpu
+dtype: str = "float32"  # model dtype for recomputed runs
+threads: int = 0  # torch CPU threads, 0 for the torch default
+progress: bool = True  # progress bars
+output_dir: str = "."  # where figures/ and results/ go, relative to the repo root
+recompute: bool = False  # run missing cells of the ablation grid here; False renders the committed results
+
+# %%
+env = setup(threads=threads or None, progress=progress)
+root = repo_root()
+out = root / output_dir
+grid, ablations = grid_results(ablation_grid, recompute, output_dir, device, dtype, progress)
+devices = sorted(ablations["device"].unique()) if len(ablations) else []
+print(f"dlzo {dlzo.__version__} | device: {env['device']} (this kernel) | ablation runs on {', '.join(devices) or 'none yet'}")
+
+# %% [markdown]
+# ## Strict vs loose outlier rule
+# SmolLM2's activation profile has two stages (notebook 01): the strict rule (top-1 > 100 and ratio > 1000)
+# picks layer 11, a ratio of 500 picks layer 2. Same seeds, same lr (1e-3), one row per task.
+
+# %% tags=["nbval-check-output"]
+cols = ["task", "a", "b", "n_pairs", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high", "wins", "losses", "p_value"]
+_, sweep = grid_results(sweep_grid)
+rules = [rule_comparison(sweep_runs(sweep), strict_layer, loose_layer)] if len(sweep) else []
+_, controls = grid_results(controls_grid)
+if len(controls) and {"dominant", "loose_layer"} <= set(controls["method"]):
+    rules += [pd.DataFrame([{"task": task, **paired_comparison(part, "dominant", "loose_layer", alternative="two-sided")}
+                            for task, part in controls.groupby("task")
+                            if {"dominant", "loose_layer"} <= set(part["method"])])]
+rule_table = pd.concat(rules) if rules else pd.DataFrame(columns=cols)
+print(rule_table[cols].round(3).to_string(index=False))
+
+# %% [markdown]
+# ## Learning-rate sensitivity
+# Test accuracy after 1000 steps for three lrs (SST-2, seed 0): an early (2), the dominant (11) and a late
+# (20) layer, and full MeZO. A single lr for every layer is the largest caveat of the layer sweep.
+
+# %% tags=["nbval-check-output"]
+_, probe = grid_results(lr_probe_grid)
+if len(probe):
+    curves = lr_curves(probe)
+    print(curves.pivot(index="lr", columns="method", values="mean").round(1).to_string())
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    sns.lineplot(data=curves, x="lr", y="mean", hue="method", marker="o", ax=ax)
+    ax.set_xscale("log")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("SST-2, seed 0: lr sensitivity")
+    fig.tight_layout()
+    save_figure(fig, "04_lr_sensitivity", out / "figures")
+    plt.show()
+
+# %% [markdown]
+# ## ε sensitivity of the ZO signal (notebook 02)
+# Per layer and ε, over notebook 02's directions: the median |g| (the projected gradient a ZO step uses) and
+# the median finite-difference error of g against the exact directional derivative (autograd), for the
+# strict and loose layers, the layers around the strict one, and SST-2's best layer (17).
+
+# %% tags=["nbval-check-output"]
+signals_csv = root / propagation_dir / "signals.csv" if propagation_dir else None
+if signals_csv and signals_csv.is_file():
+    signals = pd.read_csv(signals_csv).assign(abs_g=lambda d: d["g"].abs())
+    shown = signals[signals["layer"].isin(sorted({loose_layer, strict_layer - 1, strict_layer, strict_layer + 1, 17}))]
+    print(shown.groupby(["layer", "eps"])[["abs_g", "fd_error"]].median().unstack("eps").round(4).to_string())
+
+# %% [markdown]
+# ## Inside the dominant layer and layer combinations
+# Each variant minus the dominant layer, paired by seed (two-sided). `dominant_plus_last`: layers 11 and
+# 29; `dominant_plus_loose`: 2 and 11; `dominant_mlp_only`: the MLP of layer 11; `top1pct_channels`: only
+# the MLP channels carrying the top-1% activations; `channels_frozen`: layer 11 with those channels frozen.
+
+# %% tags=["nbval-check-output"]
+cov = coverage(ablations, grid_runs(grid, layers_of=lambda m: 30)) if len(ablations) else None
+planned = len(grid_runs(grid, layers_of=lambda m: 30))
+print(f"{grid['name']}: {len(ablations)} of {planned} runs finished")
+if len(ablations) and "dominant" in set(ablations["method"]):
+    variants = versus_reference(ablations)
+    print(variants[cols].round(3).to_string(index=False))
+
+# %%
+if len(ablations):
+    fig, ax = plt.subplots(figsize=(8, 0.5 * ablations["method"].nunique() + 1.5))
+    sns.stripplot(data=ablations, y="method", x="test_score", hue="task", dodge=True, ax=ax, size=6)
+    ax.set_xlabel("test accuracy (%)")
+    ax.set_ylabel("")
+    ax.set_title("every variant, every seed")
+    fig.tight_layout()
+    save_figure(fig, "04_ablations", out / "figures")
+    plt.show()
+
+# %% [markdown]
+# ## Reading the result (committed runs: SmolLM2-135M, H200)
+# * **The strict rule's layer beats the loose rule's on SST-2** by 13 points (71.5 vs 58.3, 3 of 3 seeds),
+#   but on COPA the loose layer 2 is ahead (61.0 vs 58.0) and neither beats zero-shot (61.0): which outlier
+#   layer "is dominant" depends on the task, and on SST-2 neither is the best layer (15–17, notebook 01).
+# * **The dominant layer is the one that works at the smallest lr.** At 1e-4 layer 11 already reaches 71.1
+#   while layers 2 and 20 stay at 55; at 1e-3 layer 20 catches up and passes it (72.9 vs 71.6); at 1e-5
+#   every single layer stays near zero-shot, and full MeZO needs 1e-5 (71.4). With layer 11's gradient the
+#   largest of all layers (notebook 02), a fixed lr moves it furthest: part of its "dominance" is a step-size
+#   effect, which only a per-layer lr grid can separate from anything deeper.
+# * **ε**: layer 11 has the largest |g| at every ε and the most accurate finite difference (relative error
+#   0.01–0.02% at ε ≤ 1e-3, 1.5% at 1e-2 vs 2–9% for the other layers shown); at ε = 1e-2 the estimate of
+#   every other layer degrades more. ε ≤ 1e-3 (MeZO's) is safe for every layer.
+# * **Within-layer variants**: the ablation grid has not run on the GPU yet (coverage line above); the
+#   recipes and the grid are tested in CI on a tiny setting.

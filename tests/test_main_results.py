@@ -1,0 +1,94 @@
+"""The main-results readers: mean ± std table with an average over complete tasks, paired claim tests, and
+the coverage of a grid, on a synthetic results table with known numbers."""
+
+import pandas as pd
+import pytest
+
+from dlzo.errors import DlzoError
+from dlzo.experiments import expand_grid
+from dlzo.main_results import PAPER_AVERAGES, claim_tests, coverage, method_table
+
+
+def results() -> pd.DataFrame:
+    rows = []
+    for seed in range(3):
+        rows += [
+            {"model": "m", "task": "sst2", "method": "zero_shot", "seed": seed, "test_score": 50.0},
+            {"model": "m", "task": "sst2", "method": "mezo_full", "seed": seed, "test_score": 70.0 + seed},
+            {"model": "m", "task": "sst2", "method": "dominant", "seed": seed, "test_score": 72.0 + seed},
+            {"model": "m", "task": "sst2", "method": "random_layer", "seed": seed, "test_score": 60.0},
+            {"model": "m", "task": "copa", "method": "dominant", "seed": seed, "test_score": 58.0},
+            {"model": "m", "task": "copa", "method": "zero_shot", "seed": seed, "test_score": 61.0},
+        ]
+    return pd.DataFrame(rows)
+
+
+def test_method_table_means_and_average_over_complete_tasks_only():
+    numbers, text = method_table(results(), ["zero_shot", "mezo_full", "dominant"])
+    row = numbers[(numbers.task == "sst2") & (numbers.method == "dominant")].iloc[0]
+    assert row["mean"] == 73.0 and row["std"] == 1.0 and row["n"] == 3
+    assert text.loc["sst2", "dominant"] == "73.0 ± 1.0 (3)"
+    assert text.loc["copa", "mezo_full"] == "—"  # not run
+    assert text.loc["average (1 tasks)", "dominant"] == "73.0"  # copa lacks mezo_full: not averaged
+
+
+def test_claim_tests_pair_by_seed_and_skip_missing_methods():
+    tests = claim_tests(results())
+    vs_full = tests[(tests.b == "mezo_full") & (tests.alternative == "two-sided") & (tests.task == "sst2")].iloc[0]
+    assert vs_full["mean_diff"] == 2.0 and vs_full["wins"] == 3 and vs_full["n_pairs"] == 3
+    vs_random = tests[(tests.b == "random_layer") & (tests.task == "all")].iloc[0]
+    assert vs_random["mean_diff"] == 13.0 and vs_random["p_value"] == pytest.approx(0.125)
+    assert "copa" not in set(tests.task)  # no mezo_full / random_layer runs on copa
+    with pytest.raises(DlzoError, match="No claim"):
+        claim_tests(results()[results().method.isin(["zero_shot"])])
+
+
+def test_coverage_counts_finished_runs_of_the_grid():
+    runs = expand_grid(["m"], ["sst2"], {"dominant": {"lr": 1e-3}, "zero_shot": {}}, seeds=[0, 1])
+    table = pd.DataFrame({"key": [runs[0].key]})
+    cov = coverage(table, runs)
+    assert cov.set_index("method").loc["dominant", "done"] == 1 and cov["planned"].sum() == 4
+
+
+def test_paper_averages_are_labelled_as_the_papers():
+    assert all("(paper)" in name for name in PAPER_AVERAGES.index)
+    assert PAPER_AVERAGES.loc["LLaMA2-7B (paper)", "dominant"] == 72.44
+
+
+def test_variants_are_read_against_the_dominant_layer_by_seed():
+    from dlzo.ablations import lr_curves, versus_reference
+
+    rows = []
+    for seed in range(3):
+        rows += [{"model": "m", "task": "sst2", "method": "dominant", "seed": seed, "lr": 1e-3, "test_score": 70.0},
+                 {"model": "m", "task": "sst2", "method": "mlp_only", "seed": seed, "lr": 1e-3,
+                  "test_score": 68.0 - seed},
+                 {"model": "m", "task": "sst2", "method": "dominant_lr", "seed": seed, "lr": 1e-4, "test_score": 60.0}]
+    table = pd.DataFrame(rows)
+    out = versus_reference(table).set_index("a")
+    assert out.loc["mlp_only", "mean_diff"] == -3.0 and out.loc["mlp_only", "losses"] == 3
+    curves = lr_curves(table)
+    assert set(curves["lr"]) == {1e-3, 1e-4} and curves["n"].max() == 3
+    with pytest.raises(DlzoError, match="no 'dominant' runs"):
+        versus_reference(table[table.method != "dominant"])
+
+
+def test_strict_and_loose_layers_are_paired_by_seed():
+    from dlzo.ablations import rule_comparison
+
+    runs = pd.DataFrame([{"model": "m", "task": "sst2", "kind": "layer", "layer": layer, "seed": seed,
+                          "test_score": 70.0 + (5 if layer == 11 else 0) + seed}
+                         for layer in (2, 11, 20) for seed in range(3)])
+    row = rule_comparison(runs, 11, 2).iloc[0]
+    assert row["mean_diff"] == 5.0 and row["n_pairs"] == 3 and row["a"] == "strict_layer_11"
+    with pytest.raises(DlzoError, match="lacks layer"):
+        rule_comparison(runs, 11, 5)
+
+
+def test_grid_results_reads_the_committed_table_or_nothing():
+    from dlzo.notebook import grid_results
+
+    grid, table = grid_results("experiments/main_core_smollm2.yaml")
+    assert grid["name"] == "main_core_smollm2" and len(table) >= 38
+    assert set(table["device"]) == {"NVIDIA H200"} and {"dominant", "zero_shot"} <= set(table["method"])
+    assert grid_results("")[0] is None and grid_results("")[1].empty
