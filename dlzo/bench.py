@@ -281,8 +281,9 @@ def graph_check(model, loss_fn, batch: list, dominant_layer: int) -> dict:
 
     if model.device.type != "cuda":
         return {}
+    packed = loss_fn.pack(batch).padded()
     with torch.inference_mode():
-        eager = float(loss_fn.compute(loss_fn.pack(batch).padded()))
+        eager = float(loss_fn.compute(packed))
     out = {"eager_loss": eager}
     for name, layer in (("plain", None), ("prefix", dominant_layer or None)):
         graphed = GraphedLoss(loss_fn, prefix_layer=layer)
@@ -294,9 +295,9 @@ def graph_check(model, loss_fn, batch: list, dominant_layer: int) -> dict:
     if dominant_layer:
         with PrefixSharing(model, dominant_layer) as prefix, torch.inference_mode():
             with prefix.record():
-                loss_fn.compute(loss_fn.pack(batch).padded())
+                loss_fn.compute(packed)
             with prefix.replay():
-                out["eager_prefix_loss"] = float(loss_fn.compute(loss_fn.pack(batch).padded()))
+                out["eager_prefix_loss"] = float(loss_fn.compute(packed))
     out.update(_paired_graph_check(model, loss_fn, batch, dominant_layer))
     return out
 

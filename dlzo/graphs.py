@@ -72,8 +72,9 @@ class _ShapeGraphs:
         self.pool = pool
 
     def load(self, packed) -> None:
+        targets = self.static.tensors()
         for name, value in packed.tensors().items():
-            self.static.tensors()[name].copy_(value, non_blocking=True)
+            targets[name].copy_(value, non_blocking=True)
 
     def replay(self, index: int):
         index = min(index, len(self.graphs) - 1)

@@ -80,6 +80,12 @@ def synchronize(device: torch.device | str) -> None:
         torch.cuda.synchronize(device)
 
 
+def _perturbed(master: torch.Tensor, mask: torch.Tensor | None, z: torch.Tensor, scale: float) -> torch.Tensor:
+    """master + scale·z on the trainable entries (``mask``), master elsewhere, bit for bit."""
+    value = master.add(z, alpha=scale)
+    return value if mask is None else torch.where(mask, value, master)
+
+
 class ZOEngine:
     """SPSA estimator and update over a :class:`~dlzo.selection.Selected` set, with fp32 master weights."""
 
@@ -126,10 +132,7 @@ class ZOEngine:
     def write_perturbed(self, seed: int, scale: float) -> None:
         """Write cast(master + scale·z) into the model's selected tensors."""
         for param, master, mask, z in zip(self.params, self.masters, self.masks, self.draw(seed), strict=True):
-            value = master.add(z, alpha=scale)
-            if mask is not None:
-                value = torch.where(mask, value, master)
-            param.copy_(value)
+            param.copy_(_perturbed(master, mask, z, scale))
 
     @torch.no_grad()
     def write_pair(self, seed: int) -> PairedPasses:
@@ -140,19 +143,15 @@ class ZOEngine:
             self._pair = PairedPasses(self.selected.model, self.paired_layer, self.params, plus, minus)
         for master, mask, z, plus, minus in zip(self.masters, self.masks, self.draw(seed), self._pair.plus,
                                                 self._pair.minus, strict=True):
-            up, down = master.add(z, alpha=self.eps), master.add(z, alpha=-self.eps)
-            if mask is not None:
-                up, down = torch.where(mask, up, master), torch.where(mask, down, master)
-            plus.copy_(up)
-            minus.copy_(down)
+            plus.copy_(_perturbed(master, mask, z, self.eps))
+            minus.copy_(_perturbed(master, mask, z, -self.eps))
         return self._pair
 
     def _paired_forward(self, loss_fn: LossFn, batch: list) -> tuple[float, float]:
         """Both losses of the step from one paired forward (graphed when ``cuda_graphs`` applies)."""
         if self.cuda_graphs and self.device.type == "cuda":
-            if self._graphed is None or self._graphed.loss_fn is not loss_fn:
-                self._graphed = GraphedLoss(loss_fn, paired=self._pair)
-            run = self._graphed.prepare(batch) if self._graphed.active else None
+            graphed = self._graphs_for(loss_fn, paired=self._pair)
+            run = graphed.prepare(batch) if graphed.active else None
             if run is not None:
                 plus, minus = run(0)
                 return float(plus), float(minus)
@@ -198,16 +197,21 @@ class ZOEngine:
 
         return loss
 
+    def _graphs_for(self, loss_fn: LossFn, **options) -> GraphedLoss:
+        """The engine's CUDA graphs of ``loss_fn`` (captured shapes are kept while the loss stays the same)."""
+        if self._graphed is None or self._graphed.loss_fn is not loss_fn:
+            self._graphed = GraphedLoss(loss_fn, **options)
+        return self._graphed
+
     def _graphed_forwards(self, loss_fn: LossFn, batch: list) -> Callable[[list], float] | None:
         """With ``cuda_graphs``: the step's loss evaluator replaying CUDA graphs (:mod:`dlzo.graphs`), or ``None``
         where graphs do not apply (no CUDA device, a loss without ``pack``/``compute``, a failed capture)."""
         if not self.cuda_graphs or self.device.type != "cuda" or not hasattr(loss_fn, "pack"):
             return None
-        if self._graphed is None or self._graphed.loss_fn is not loss_fn:
-            self._graphed = GraphedLoss(loss_fn, self.prefix_layer)
-        if not self._graphed.active:
+        graphed = self._graphs_for(loss_fn, prefix_layer=self.prefix_layer)
+        if not graphed.active:
             return None
-        run = self._graphed.prepare(batch)
+        run = graphed.prepare(batch)
         if run is None:
             return None
         calls = [0]

@@ -65,7 +65,7 @@ print(f"dlzo {dlzo.__version__} | device: {env['device']} (this kernel) | result
 # Finished runs against the grid, per task and method (3 seeds each when complete).
 
 # %% tags=["nbval-check-output"]
-cov = coverage(table, grid_runs(grid, layers_of=lambda m: 30))
+cov = coverage(table, grid_runs(grid))
 print(cov.pivot(index="task", columns="method", values="done").reindex(grid["tasks"]).to_string())
 print(f"{int(cov['done'].sum())} of {int(cov['planned'].sum())} runs finished")
 

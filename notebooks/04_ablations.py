@@ -34,11 +34,9 @@ import seaborn as sns
 import dlzo
 from dlzo.ablations import lr_curves, rule_comparison, versus_reference
 from dlzo.experiments import grid_runs
-from dlzo.main_results import coverage
 from dlzo.notebook import grid_results, setup
 from dlzo.paths import repo_root
 from dlzo.plotting import save_figure
-from dlzo.stats import paired_comparison
 from dlzo.sweeps import sweep_runs
 
 # %% tags=["parameters"]
@@ -75,9 +73,7 @@ _, sweep = grid_results(sweep_grid)
 rules = [rule_comparison(sweep_runs(sweep), strict_layer, loose_layer)] if len(sweep) else []
 _, controls = grid_results(controls_grid)
 if len(controls) and {"dominant", "loose_layer"} <= set(controls["method"]):
-    rules += [pd.DataFrame([{"task": task, **paired_comparison(part, "dominant", "loose_layer", alternative="two-sided")}
-                            for task, part in controls.groupby("task")
-                            if {"dominant", "loose_layer"} <= set(part["method"])])]
+    rules += [versus_reference(controls[controls["method"].isin(["dominant", "loose_layer"])], reference="loose_layer")]
 rule_table = pd.concat(rules) if rules else pd.DataFrame(columns=cols)
 print(rule_table[cols].round(3).to_string(index=False))
 
@@ -120,9 +116,7 @@ if signals_csv and signals_csv.is_file():
 # the MLP channels carrying the top-1% activations; `channels_frozen`: layer 11 with those channels frozen.
 
 # %% tags=["nbval-check-output"]
-cov = coverage(ablations, grid_runs(grid, layers_of=lambda m: 30)) if len(ablations) else None
-planned = len(grid_runs(grid, layers_of=lambda m: 30))
-print(f"{grid['name']}: {len(ablations)} of {planned} runs finished")
+print(f"{grid['name']}: {len(ablations)} of {len(grid_runs(grid))} runs finished")
 if len(ablations) and "dominant" in set(ablations["method"]):
     variants = versus_reference(ablations)
     print(variants[cols].round(3).to_string(index=False))
