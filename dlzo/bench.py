@@ -336,6 +336,27 @@ def _paired_graph_check(model, loss_fn, batch: list, layer: int) -> dict:
             torch._foreach_copy_(params, before)
 
 
+def precision_check(model, loss_fn, batch: list, layer: int, seeds=(1, 2, 3, 4, 5), eps: float = 1e-3) -> dict:
+    """What TF32 matrix products do to the ZO signal (GPU only; ``{}`` elsewhere): the projected gradient
+    ``g`` of a ``layer`` step for each seed, once with IEEE float32 products and once with TF32, and the largest
+    relative difference. The TF32 setting is restored afterwards."""
+    if model.device.type != "cuda" or next(model.parameters()).dtype != torch.float32:
+        return {}
+    before = torch.backends.cuda.matmul.allow_tf32
+    selected = Selection(layers=[layer]).apply(model, None, layer)
+    engine = ZOEngine(selected, eps=eps)
+    g = {}
+    try:
+        for mode, allowed in (("ieee", False), ("tf32", True)):
+            torch.backends.cuda.matmul.allow_tf32 = allowed
+            g[mode] = [engine.estimate(loss_fn, batch, [s]).g[0] for s in seeds]
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+        engine.restore()
+    return {"g_ieee": g["ieee"], "g_tf32": g["tf32"],
+            "g_max_rel_diff": max(abs(a - b) / max(abs(a), 1e-12) for a, b in zip(g["ieee"], g["tf32"], strict=True))}
+
+
 def environment(device) -> dict:
     device = torch.device(device)
     return {
@@ -343,6 +364,7 @@ def environment(device) -> dict:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cpu_count": os.cpu_count(),
+        "float32_matmul": "tf32" if device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32 else "ieee",
     }
 
 

@@ -99,9 +99,9 @@ class TaskLoss:
                                      [self.task.target(ex) for ex in batch], self.limit)
         return PackedBatch(pack_sequences(sequences))
 
-    def loss_from_logits(self, logits: torch.Tensor, packed: PackedBatch, row_offset: int = 0) -> torch.Tensor:
-        """The loss of ``packed`` read from ``logits`` rows ``row_offset + row`` (see :meth:`compute_pair`)."""
-        sums, counts = sums_from_logprobs(logprobs_from_logits(logits, packed.sequences, row_offset), packed.sequences)
+    def loss_from_logits(self, logits: torch.Tensor, packed: PackedBatch, half: int = 0) -> torch.Tensor:
+        """The loss of ``packed`` read from the points' ``logits`` (``half=1``: the − half of a paired forward)."""
+        sums, counts = sums_from_logprobs(logprobs_from_logits(logits, packed.sequences, half), packed.sequences)
         if packed.labels is None:
             return lm_loss(sums, counts)
         shape = (-1, packed.width)
@@ -114,10 +114,9 @@ class TaskLoss:
         """Both losses of a paired forward (:class:`~dlzo.paired.PairedPasses` active): the model returns the
         θ+εz rows first and the θ−εz rows after them."""
         logits = packed_logits(self.model, packed.sequences)
-        rows = packed.sequences.input_ids.shape[0]
-        if logits.shape[0] != 2 * rows:
+        if logits.shape[0] != 2 * len(packed.sequences.point_row):
             raise DlzoError("compute_pair needs a paired forward; run it inside PairedPasses.")
-        return self.loss_from_logits(logits, packed), self.loss_from_logits(logits, packed, rows)
+        return self.loss_from_logits(logits, packed), self.loss_from_logits(logits, packed, half=1)
 
     def __call__(self, batch: list[dict]) -> torch.Tensor:
         return self.compute(self.pack(batch))

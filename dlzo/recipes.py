@@ -32,6 +32,7 @@ import copy
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -133,7 +134,8 @@ class RunContext:
     """Per-process caches for a sweep: models (pristine copies), dominant layers, task samples."""
 
     def __init__(self, device: str | None = None, dtype: str = "float32", data_dir=None, progress: bool = False,
-                 eval_batch_size: int = 32, cuda_graphs: bool = False, paired_passes: bool = False):
+                 eval_batch_size: int = 32, cuda_graphs: bool = False, paired_passes: bool = False,
+                 run_logs=None):
         from .models import pick_device
 
         self.device = pick_device(device)
@@ -143,6 +145,8 @@ class RunContext:
         self.eval_batch_size = eval_batch_size
         self.cuda_graphs = cuda_graphs  # ZO runs replay CUDA graphs of their forwards (GPU)
         self.paired_passes = paired_passes  # single-layer ZO runs do both signs in one forward
+        # ZO runs keep their log in run_logs/<key>/ and a restarted sweep resumes them from it (no tensors saved)
+        self.run_logs = run_logs
         self._models: dict[str, tuple] = {}
         self._profiles: dict[str, object] = {}
         self._data: dict[tuple, object] = {}
@@ -217,8 +221,10 @@ class RunContext:
                 zo = ZOConfig(steps=config.steps, lr=config.lr, eps=config.eps, batch_size=config.batch_size,
                               seed=config.seed, eval_every=eval_every, optimizer=options.get("optimizer", "sgd"),
                               cuda_graphs=self.cuda_graphs, paired_passes=self.paired_passes)
+                out = Path(self.run_logs) / config.key if self.run_logs else None
                 result = train(model, selection, loss_fn, data.train, zo, eval_fn=eval_fn, progress=self.progress,
-                               tokenizer=tokenizer, dominant_layer=dominant)
+                               tokenizer=tokenizer, dominant_layer=dominant, out_dir=out, resume=True,
+                               checkpoints=False)
             else:
                 fo = FOConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
                               eval_every=eval_every)

@@ -87,23 +87,26 @@ def _encode(tokenizer, context: str, continuations: tuple[str, ...], max_length:
 class PackedSequences:
     """The tensors of one scoring forward (host or device), built by :func:`pack_sequences`.
 
-    ``rows`` right-padded model inputs (``input_ids``, ``attention_mask``: ``[R, W]``); the positions whose
-    logits are projected onto the vocabulary (``keep``: ``[K]``); one entry per scored token (``row``,
-    ``column`` into ``keep``, ``target`` id, ``owner`` sequence: ``[T]``); and the token count of each of the
-    ``S`` sequences (``lengths``: ``[S]``). Padding added by :meth:`padded` scores token 0 of row 0 for a
-    dummy owner ``S`` that the sums drop, so padded and unpadded packs give the same sums.
+    ``rows`` right-padded model inputs (``input_ids``, ``attention_mask``: ``[R, W]``); the positions the model
+    keeps after its last layer (``keep``: ``[K]``, the union over rows); the ``P`` *points* (row, position) whose
+    hidden state is projected onto the vocabulary (``point_row``, ``point_column`` into ``keep``: ``[P]``); one
+    entry per scored token (``point``, ``target`` id, ``owner`` sequence: ``[T]``); and the token count of each
+    of the ``S`` sequences (``lengths``: ``[S]``). Padding added by :meth:`padded` scores token 0 at point 0
+    for a dummy owner ``S`` that the sums drop, so padded and unpadded packs give the same sums.
     """
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     keep: torch.Tensor
-    row: torch.Tensor
-    column: torch.Tensor
+    point_row: torch.Tensor
+    point_column: torch.Tensor
+    point: torch.Tensor
     target: torch.Tensor
     owner: torch.Tensor
     lengths: torch.Tensor
 
-    FIELDS = ("input_ids", "attention_mask", "keep", "row", "column", "target", "owner", "lengths")
+    FIELDS = ("input_ids", "attention_mask", "keep", "point_row", "point_column", "point", "target", "owner",
+              "lengths")
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {name: getattr(self, name) for name in self.FIELDS}
@@ -117,23 +120,25 @@ class PackedSequences:
         return PackedSequences(**{k: v.to(device, non_blocking=True) for k, v in self.tensors().items()})
 
     def padded(self, width: int = 32, rows: int = 8, keep: int = 16, tokens: int = 16) -> PackedSequences:
-        """The same pack with R, W, K and T rounded up to multiples of ``rows``, ``width``, ``keep`` and
-        ``tokens`` (static shapes for CUDA graphs). Sums are unchanged: a pad token's log-probability goes to
-        the dropped owner ``S``; padding positions come after every real token (right padding, causal model)."""
+        """The same pack with R, W, K, P and T rounded up to multiples of ``rows``, ``width``, ``keep`` and
+        ``tokens`` (P and T both to ``tokens``; static shapes for CUDA graphs). Sums are unchanged: a pad token's
+        log-probability goes to the dropped owner ``S``; padding positions come after every real token (right
+        padding, causal model)."""
         r, w = self.input_ids.shape
-        k, t = len(self.keep), len(self.row)
+        k, p, t = len(self.keep), len(self.point_row), len(self.point)
         up = lambda n, m: -(-n // m) * m  # noqa: E731
-        R, W, K, T = up(r, rows), up(w, width), up(k, keep), up(t, tokens)
+        R, W, K, P, T = up(r, rows), up(w, width), up(k, keep), up(p, tokens), up(t, tokens)
         input_ids = torch.zeros((R, W), dtype=self.input_ids.dtype)
         attention_mask = torch.zeros((R, W), dtype=self.attention_mask.dtype)
         input_ids[:r, :w], attention_mask[:r, :w] = self.input_ids, self.attention_mask
         attention_mask[r:, 0] = 1  # padding rows see one token, so no attention row is empty
         keep_ = torch.cat([self.keep, self.keep[-1:].expand(K - k)])
 
-        def extend(x, value):
-            return torch.cat([x, torch.full((T - t,), value, dtype=x.dtype)])
-        return PackedSequences(input_ids, attention_mask, keep_, extend(self.row, 0), extend(self.column, 0),
-                               extend(self.target, 0), extend(self.owner, len(self.lengths)), self.lengths)
+        def extend(x, size, value):
+            return torch.cat([x, torch.full((size - len(x),), value, dtype=x.dtype)])
+        return PackedSequences(input_ids, attention_mask, keep_, extend(self.point_row, P, 0),
+                               extend(self.point_column, P, 0), extend(self.point, T, 0), extend(self.target, T, 0),
+                               extend(self.owner, T, len(self.lengths)), self.lengths)
 
 
 def pack_sequences(sequences: list[tuple[list[int], int]]) -> PackedSequences:
@@ -156,34 +161,57 @@ def pack_sequences(sequences: list[tuple[list[int], int]]) -> PackedSequences:
     for r, row in enumerate(rows):
         input_ids[r, : len(row)] = torch.tensor(row)
         attention_mask[r, : len(row)] = 1
-    # token ids[t] is predicted at position t - 1
-    row_index, positions, targets, owner = [], [], [], []
+    # token ids[t] is predicted at position t - 1; a point is one (row, position) whose logits are needed
+    points: dict[tuple[int, int], int] = {}
+    point, targets, owner = [], [], []
     for s, (ids, n) in enumerate(sequences):
-        row_index += [row_of[tuple(ids[:-1])]] * n
-        positions += range(len(ids) - 1 - n, len(ids) - 1)
+        r = row_of[tuple(ids[:-1])]
+        for position in range(len(ids) - 1 - n, len(ids) - 1):
+            point.append(points.setdefault((r, position), len(points)))
         targets += ids[len(ids) - n:]
         owner += [s] * n
-    keep = sorted(set(positions))
+    keep = sorted({position for _, position in points})
     column = {p: k for k, p in enumerate(keep)}
     return PackedSequences(
-        input_ids, attention_mask, torch.tensor(keep), torch.tensor(row_index),
-        torch.tensor([column[p] for p in positions]), torch.tensor(targets), torch.tensor(owner),
-        torch.tensor([n for _, n in sequences]))
+        input_ids, attention_mask, torch.tensor(keep), torch.tensor([r for r, _ in points]),
+        torch.tensor([column[p] for _, p in points]), torch.tensor(point), torch.tensor(targets),
+        torch.tensor(owner), torch.tensor([n for _, n in sequences]))
 
 
 def packed_logits(model, packed: PackedSequences) -> torch.Tensor:
-    """The model's logits at the kept positions of every row, ``[R, K, vocab]`` (``2R`` rows under
-    :class:`~dlzo.paired.PairedPasses`)."""
+    """The model's logits at the points of ``packed``, ``[P, vocab]`` (``[2P, vocab]``, the + half first, under
+    :class:`~dlzo.paired.PairedPasses`, whose forward returns ``2R`` rows).
+
+    The model keeps the positions ``keep`` of every row after its last layer (``logits_to_keep``), and a
+    pre-hook on its output embedding picks the points' hidden states from those ``[R, K]`` before the
+    vocabulary projection, so the head projects only what is scored (for SST-2, 16 of 256 kept states) and
+    the model's own post-processing of logits (e.g. Gemma's soft-capping) still applies.
+    """
     packed = packed.to(model.device)
-    return model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
-                 logits_to_keep=packed.keep, use_cache=False).logits
+    rows = packed.input_ids.shape[0]
+
+    def gather(_module, args):
+        hidden = args[0]
+        copies = hidden.shape[0] // rows
+        point_row = torch.cat([packed.point_row + i * rows for i in range(copies)]) if copies > 1 else packed.point_row
+        return (hidden[point_row, packed.point_column.repeat(copies)][None], *args[1:])
+
+    handle = model.get_output_embeddings().register_forward_pre_hook(gather)
+    try:
+        logits = model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
+                       logits_to_keep=packed.keep, use_cache=False).logits
+    finally:
+        handle.remove()
+    return logits[0]
 
 
-def logprobs_from_logits(logits: torch.Tensor, packed: PackedSequences, row_offset: int = 0) -> torch.Tensor:
-    """The log-probability of every scored token of ``packed``, ``[T]`` float32, read from ``logits`` rows
-    ``row_offset + row`` (the second half of a paired forward has ``row_offset = R``)."""
-    row = packed.row.to(logits.device)
-    picked = logits[row + row_offset if row_offset else row, packed.column.to(logits.device)].float()
+def logprobs_from_logits(logits: torch.Tensor, packed: PackedSequences, half: int = 0) -> torch.Tensor:
+    """The log-probability of every scored token of ``packed``, ``[T]`` float32, read from the points' logits
+    (:func:`packed_logits`); ``half=1`` reads the second (θ−εz) half of a paired forward's ``[2P, vocab]``."""
+    point = packed.point.to(logits.device)
+    if half:
+        point = point + half * len(packed.point_row)
+    picked = logits[point].float()
     return picked.log_softmax(-1).gather(1, packed.target.to(logits.device)[:, None])[:, 0]
 
 

@@ -22,6 +22,14 @@ With ``out_dir`` the run writes ``log.jsonl`` (see :mod:`dlzo.runfiles`), an ato
 ``checkpoint_every`` steps, and at the end ``trained.safetensors`` (the returned selected tensors) and
 ``result.json``. ``resume=True`` continues from the checkpoint and ends bit-identical to a run that was
 never interrupted.
+
+A ZO run's whole state is also in its log: the seeds and projected gradients of every step. With
+``checkpoints=False`` a run writes only ``log.jsonl`` (and ``result.json``), a few hundred bytes per step
+whatever the model size, and ``resume=True`` rebuilds the state from the log (:func:`resume_from_log`: the
+logged updates re-applied without any forward pass, the data and seed generators advanced step by step and
+checked against the logged seeds, the best snapshot taken on the way) and continues, again bit-identical.
+That is how a sweep survives being cut into short jobs (``dlzo sweep --run-logs``): a killed run loses only
+its unlogged steps, and the log is small enough to carry from machine to machine.
 """
 
 from __future__ import annotations
@@ -223,8 +231,11 @@ def train(
     progress: bool = True,
     tokenizer=None,
     dominant_layer: int | None = None,
+    checkpoints: bool = True,
 ) -> TrainResult:
-    """Fine-tune the selected parameters of ``model`` with ZO steps; see the module docstring."""
+    """Fine-tune the selected parameters of ``model`` with ZO steps; see the module docstring.
+
+    ``checkpoints=False`` (with ``out_dir``): write the log and ``result.json`` only; ``resume`` replays the log."""
     from . import __version__
 
     config = config or ZOConfig()
@@ -255,7 +266,9 @@ def train(
     log_path = out / LOG_NAME if out else None
     checkpoint_path = out / CHECKPOINT_NAME if out else None
     resuming = bool(out and resume and checkpoint_path.is_file())
-    if out and not resuming:
+    from_log = bool(out and resume and not resuming and log_path.is_file() and read_log(log_path))
+    pending_eval = None
+    if out and not resuming and not from_log:
         if log_path.is_file() and not resume:
             raise DlzoError(
                 f"{str(out)!r} already holds a run; pass resume=True (--resume) to continue it or choose "
@@ -278,6 +291,15 @@ def train(
         evals, elapsed_before = state["evals"], state["elapsed_s"]
         RunLog.truncate(log_path, state["log_bytes"])
         records = read_log(log_path)
+    elif from_log:
+        restored = resume_from_log(log_path, config, header, engine, optimizer, sampler, seed_rng, best)
+        records, step, evals = restored["records"], restored["step"], restored["evals"]
+        refused_in_row, refused_total = restored["refused_in_row"], restored["refused_total"]
+        elapsed_before = restored["elapsed_s"]
+        evaluated = {e["step"] for e in evals}
+        due = is_due(step, config.eval_every, config.steps) if step else config.eval_at_start
+        if eval_fn is not None and due and step not in evaluated:
+            pending_eval = step  # the run stopped between this step's update and its evaluation
 
     log = RunLog(log_path) if out else None
 
@@ -321,10 +343,12 @@ def train(
 
     bar = progress_bar(total=config.steps, initial=step, enabled=progress, desc="zo", unit="step")
     try:
-        if not resuming:
+        if not resuming and not from_log:
             record(header)
             if eval_fn is not None and config.eval_at_start:
                 run_eval(0)
+        if pending_eval is not None:
+            run_eval(pending_eval)
         while step < config.steps:
             step += 1
             batch = [train_examples[i] for i in sampler.next()]
@@ -367,20 +391,70 @@ def train(
                 )
             if eval_fn is not None and is_due(step, config.eval_every, config.steps):
                 run_eval(step)
-            if out and is_due(step, config.checkpoint_every or config.eval_every, config.steps):
+            if out and checkpoints and is_due(step, config.checkpoint_every or config.eval_every, config.steps):
                 checkpoint()
             bar.update(1)
             bar.set_postfix(loss=f"{est.loss_plus[0]:.4f}")
-        if out and not checkpoint_path.is_file():
+        if out and checkpoints and not checkpoint_path.is_file():
             checkpoint()  # a zero-step run still leaves a resumable checkpoint
         if best.tensors is not None:
             engine.load_masters(best.tensors)  # the model returns holding the best evaluated tensors
         return finish_run(selected, engine.masters, best, step, evals, refused_total, records, record, out,
-                          elapsed_before + time.perf_counter() - start_time, engine.device)
+                          elapsed_before + time.perf_counter() - start_time, engine.device,
+                          save_tensors=checkpoints)
     finally:
         bar.close()
         if log is not None:
             log.close()
+
+
+def resume_from_log(log_path: Path, config: ZOConfig, header: dict, engine: ZOEngine, optimizer, sampler: BatchSampler,
+                    seed_rng: np.random.Generator, best: BestKeeper) -> dict:
+    """Rebuild a ZO run's state from its log alone (``train(..., resume=True)`` without a checkpoint).
+
+    Every logged step is re-applied to the fresh ``engine`` from its seeds and ``g`` (no forward pass); the
+    data sampler and the seed generator are advanced exactly as the run advanced them, and the seeds they
+    give must equal the logged ones (else the log belongs to other settings); the best evaluated tensors are
+    snapshotted when the replay passes the best step. The log file is rewritten to its complete records (a
+    torn last line or an ``end`` record goes). Returns the loop's state: ``records``, ``step``, ``evals``,
+    ``refused_in_row``, ``refused_total`` and ``elapsed_s`` (the logged step times).
+    """
+    records = [r for r in read_log(log_path) if r.get("type") != "end"]
+    saved = records[0]
+    if saved.get("type") != "config":
+        raise DlzoError(f"{str(log_path)!r} does not start with a run's config line; delete it or choose a new out_dir.")
+    _check_resumable({"identity": {k: v for k, v in saved["config"].items() if k not in RESUMABLE_CHANGES},
+                      **{key: saved.get(key) for key in ("selection", "device", "num_train")}}, config,
+                     _jsonable(header))
+    evals = [{k: v for k, v in r.items() if k not in ("type", "best")} for r in records if r["type"] == "eval"]
+    best_record = next((r for r in reversed(records) if r["type"] == "eval" and r.get("best")), None)
+    if best_record is not None:
+        best.step = best_record["step"]
+        best.metrics = {k: v for k, v in best_record.items() if k not in ("type", "step", "best")}
+        if best.step == 0:
+            best.tensors = engine.snapshot()
+    step, refused_in_row, refused_total, elapsed = 0, 0, 0, 0.0
+    for r in (r for r in records if r["type"] == "step"):
+        if r["step"] != step + 1:
+            raise DlzoError(f"{str(log_path)!r} skips from step {step} to {r['step']}; it cannot be replayed.")
+        step = r["step"]
+        sampler.next()
+        seeds = [int(s) for s in seed_rng.integers(0, 2**31, size=config.directions)]
+        logged = r["seed"] if isinstance(r["seed"], list) else [r["seed"]]
+        if seeds != logged:
+            raise DlzoError(f"Step {step} of {str(log_path)!r} used other seeds than these settings draw; resume "
+                            "with the run's original settings.")
+        if r["refused"]:
+            refused_in_row, refused_total = refused_in_row + 1, refused_total + 1
+        else:
+            engine.update(optimizer, seeds, r["g"] if isinstance(r["g"], list) else [r["g"]], r["lr"])
+            refused_in_row = 0
+        if step == best.step:
+            best.tensors = engine.snapshot()
+        elapsed += sum(r.get(k) or 0.0 for k in ("time_perturb", "time_forward", "time_update"))
+    atomic_write_text(log_path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
+    return {"records": records, "step": step, "evals": evals, "refused_in_row": refused_in_row,
+            "refused_total": refused_total, "elapsed_s": elapsed}
 
 
 def is_due(step: int, every: int | None, last: int) -> bool:
@@ -416,9 +490,10 @@ def _check_resumable(state: dict, config: ZOConfig, header: dict) -> None:
 
 def finish_run(selected: Selected, tensors: list[torch.Tensor], best: BestKeeper, step: int, evals: list[dict],
                refused: int, records: list[dict], record: Callable[[dict], None], out: Path | None, elapsed: float,
-               device: torch.device) -> TrainResult:
-    """Log the end, write ``trained.safetensors`` (``tensors``: the selected tensors the model now holds)
-    and ``result.json`` to ``out``, and build the result (shared by the ZO and first-order loops)."""
+               device: torch.device, save_tensors: bool = True) -> TrainResult:
+    """Log the end, write ``trained.safetensors`` (``tensors``: the selected tensors the model now holds;
+    unless ``save_tensors`` is off) and ``result.json`` to ``out``, and build the result (shared by the ZO and
+    first-order loops)."""
     returned_step = step if best.step is None else best.step
     final = next((e for e in reversed(evals) if e["step"] == step), None)
     zero_shot = next((e for e in evals if e["step"] == 0), None)
@@ -440,13 +515,14 @@ def finish_run(selected: Selected, tensors: list[torch.Tensor], best: BestKeeper
         records=records,
     )
     record({"type": "end", "steps": step, "returned_step": returned_step, "best_step": best.step})
-    if out:
+    if out and save_tensors:
         from safetensors.torch import save_file
 
         named = {name: t.detach().cpu().contiguous() for name, t in zip(selected.names, tensors, strict=True)}
         tmp = out / ".trained.safetensors.tmp"
         save_file(named, str(tmp), metadata={"selection": json.dumps(selected.describe())})
         tmp.replace(out / "trained.safetensors")
+    if out:
         _write_json_atomic(out / "result.json", result.to_dict())
     return result
 

@@ -1,7 +1,8 @@
+import pytest
 import torch
 from zo_helpers import lm_loss_fn, tiny_llama, token_examples
 
-from dlzo.bench import CASES, GRAPHED, benchmark, graph_check, mezo_published_step
+from dlzo.bench import CASES, GRAPHED, benchmark, graph_check, mezo_published_step, precision_check
 
 
 def test_benchmark_times_every_case_and_leaves_the_model_as_it_was():
@@ -30,6 +31,18 @@ def test_published_mezo_step_follows_the_reference_update():
         torch.testing.assert_close(param.detach(), params[name] - 1e-2 * g * z, rtol=0, atol=1e-5)
 
 
-def test_graph_check_is_empty_off_the_gpu():
+def test_graph_and_precision_checks_are_empty_off_the_gpu():
     model = tiny_llama()
     assert graph_check(model, lm_loss_fn(model), token_examples(4), dominant_layer=2) == {}
+    assert precision_check(model, lm_loss_fn(model), token_examples(4), layer=2) == {}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="TF32 needs a GPU")
+def test_precision_check_compares_the_zo_signal_under_tf32_and_restores_everything():
+    model = tiny_llama().to("cuda")
+    before = {n: t.clone() for n, t in model.state_dict().items()}
+    flag = torch.backends.cuda.matmul.allow_tf32
+    out = precision_check(model, lm_loss_fn(model), token_examples(8), layer=2, seeds=(1, 2))
+    assert len(out["g_ieee"]) == len(out["g_tf32"]) == 2 and out["g_max_rel_diff"] >= 0
+    assert torch.backends.cuda.matmul.allow_tf32 == flag
+    assert all(torch.equal(before[n], t) for n, t in model.state_dict().items())

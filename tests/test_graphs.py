@@ -45,7 +45,7 @@ def test_padding_to_static_shapes_keeps_every_sum():
     sequences = [([5, 6, 7, 8], 1), ([5, 6, 7, 9], 1), ([1, 2, 3, 4, 5, 6, 7], 3), ([9, 9], 1)]
     packed = pack_sequences(sequences)
     padded = packed.padded(width=16, rows=8, keep=16, tokens=16)
-    assert padded.input_ids.shape == (8, 16) and padded.keep.shape == (16,) and padded.row.shape == (16,)
+    assert padded.input_ids.shape == (8, 16) and padded.keep.shape == (16,) and padded.point.shape == (16,)
     assert packed.input_ids.shape[0] == 3  # the two single-token candidates after one prompt share a row
     assert (padded.attention_mask.sum(1) > 0).all()  # no empty attention row
     with torch.inference_mode():

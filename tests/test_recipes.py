@@ -82,3 +82,22 @@ def test_grid_methods_default_to_their_recipe_lr_grid_and_eps():
     assert len(by["zero_shot"]) == 1
     grid["eps"] = 1e-4
     assert {r.eps for r in grid_runs(grid) if r.method != "zero_shot"} == {1e-4}
+
+
+@pytest.mark.real_model
+def test_a_grid_cell_cut_short_resumes_from_its_run_log(tiny_dir, tmp_path):
+    small = {"num_train": 32, "num_dev": 16, "num_test": 16, "dominant_layer": 2}
+    [config] = expand_grid([tiny_dir], ["sst2"], {"dominant": {**small, "lr": 1e-2}}, seeds=[0], steps=4,
+                           batch_size=4, eval_every=2)
+    logs = tmp_path / "logs"
+    whole = RunContext(device="cpu", run_logs=logs).run(config)
+    log = logs / config.key / "log.jsonl"
+    assert sorted(p.name for p in log.parent.iterdir()) == ["log.jsonl", "result.json"]
+    lines = log.read_text().splitlines()
+    kept = [line for line in lines if json.loads(line).get("step", 0) <= 3 and json.loads(line)["type"] != "end"]
+    log.write_text("\n".join(kept) + "\n")  # as if the job was killed after step 3, before its evaluation
+    resumed = RunContext(device="cpu", run_logs=logs).run(config)
+    for key in ("dev_loss", "dev_score", "test_score", "test_loss", "best_step", "zero_shot_dev_loss"):
+        assert resumed[key] == whole[key], key
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()
+            if json.loads(line)["type"] == "step"] == [1, 2, 3, 4]

@@ -7,7 +7,13 @@ import torch
 from tasks_support import shared_data, smollm2, smollm2_tokenizer, tiny_model
 
 from dlzo.errors import DlzoError
-from dlzo.scoring import encode_continuations, score_candidates, score_candidates_one_by_one
+from dlzo.scoring import (
+    encode_continuations,
+    pack_sequences,
+    packed_logits,
+    score_candidates,
+    score_candidates_one_by_one,
+)
 from dlzo.tasks import load_task_data
 
 
@@ -75,6 +81,24 @@ def test_candidates_with_the_same_input_share_a_row():
         hook.remove()
     # single-token verbalizers after one prompt need one row per example; COPA's two choices need two
     assert [rows for rows, _ in shapes] == [4, 4, 8]
+
+
+def test_the_head_projects_only_the_scored_points():
+    model = tiny_model()
+    sequences = [([5, 6, 7, 8], 1), ([5, 6, 7, 9], 1), ([1, 2, 3, 4, 5, 6, 7], 3), ([9, 9, 4], 2)]
+    packed = pack_sequences(sequences)
+    widths = []
+    hook = model.get_output_embeddings().register_forward_hook(lambda m, a, out: widths.append(out.shape))
+    try:
+        with torch.inference_mode():
+            logits = packed_logits(model, packed)
+            full = model(input_ids=packed.input_ids, attention_mask=packed.attention_mask).logits
+    finally:
+        hook.remove()
+    # 7 scored tokens; the two single-token candidates after [5, 6, 7] share one point: 6 points
+    assert len(packed.point) == 7 and logits.shape == (6, model.config.vocab_size) and widths[0][:2] == (1, 6)
+    expected = full[packed.point_row, packed.keep[packed.point_column]]
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.real_model

@@ -192,3 +192,66 @@ def test_replay_takes_the_dominant_layer_and_ranked_channels_from_the_log(tmp_pa
     rebuilt = replay(tiny_llama(**vocab), selection, tmp_path / "log.jsonl")  # no tokenizer, no profiling
     trained = dict(model.named_parameters())
     assert all(torch.equal(t, trained[n]) for n, t in rebuilt.items())
+
+
+class _Stop(Exception):
+    """Stands in for a kill: raised from inside a run."""
+
+
+LOG_ONLY = ZOConfig(steps=12, lr=2e-3, eps=1e-3, batch_size=8, optimizer="adam", directions=2, eval_every=4, seed=5)
+
+
+def _log_only_run(out, resume=False, config=LOG_ONLY, stop_loss_after_eval=None, stop_at_eval=None):
+    """A checkpoint-free run; optionally 'killed' some forwards after the n-th evaluation or at the n-th one."""
+    model = tiny_llama()
+    loss_fn, evaluate = lm_loss_fn(model), lm_eval_fn(DEV)
+    state = {"evals": 0, "countdown": None}
+
+    def loss(batch):
+        if state["countdown"] is not None:
+            state["countdown"] -= 1
+            if state["countdown"] < 0:
+                raise _Stop
+        return loss_fn(batch)
+
+    def eval_fn(m):
+        state["evals"] += 1
+        if state["evals"] == stop_at_eval:
+            raise _Stop
+        if state["evals"] == stop_loss_after_eval:
+            state["countdown"] = 9  # 4 forwards per step: steps 5 and 6 finish, step 7 dies mid-way
+        return evaluate(m)
+
+    result = train(model, Selection(layers=[1, 2]), loss, TRAIN, config, eval_fn=eval_fn, out_dir=out, resume=resume,
+                   progress=False, checkpoints=False)
+    return result, model
+
+
+def _steps(log):
+    return [{k: r[k] for k in ("step", "seed", "g", "loss_plus", "loss_minus", "lr")}
+            for r in read_log(log) if r["type"] == "step"]
+
+
+@pytest.mark.parametrize("kill", ["mid_step", "mid_eval"])
+def test_a_log_only_run_resumes_from_its_log_bit_identical(tmp_path, kill):
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    uninterrupted, clean_model = _log_only_run(clean)
+    assert sorted(p.name for p in clean.iterdir()) == ["log.jsonl", "result.json"]  # no tensors on disk
+    with pytest.raises(_Stop):
+        _log_only_run(killed, **({"stop_loss_after_eval": 2} if kill == "mid_step" else {"stop_at_eval": 3}))
+    logged = _steps(killed / "log.jsonl")
+    assert [r["step"] for r in logged] == list(range(1, 7 if kill == "mid_step" else 9))
+    with (killed / "log.jsonl").open("a") as handle:
+        handle.write('{"type": "step", "st')  # a line torn by the kill
+    resumed, resumed_model = _log_only_run(killed, resume=True)
+    assert all(torch.equal(a, b) for a, b in zip(resumed_model.parameters(), clean_model.parameters(), strict=True))
+    assert resumed.evals == uninterrupted.evals and resumed.best_step == uninterrupted.best_step
+    assert _steps(killed / "log.jsonl") == _steps(clean / "log.jsonl")
+    assert [r["type"] for r in read_log(killed / "log.jsonl")].count("end") == 1
+
+
+def test_resuming_a_log_with_other_settings_is_refused(tmp_path):
+    with pytest.raises(_Stop):
+        _log_only_run(tmp_path, stop_loss_after_eval=2)
+    with pytest.raises(DlzoError, match="original settings"):
+        _log_only_run(tmp_path, resume=True, config=ZOConfig(**{**LOG_ONLY.__dict__, "lr": 1e-3}))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+import torch
+
 from ..models import pick_device
 from ..paths import atomic_write_text
 from .common import add_model_args, setup_torch
@@ -27,12 +29,14 @@ def add_parser(sub) -> None:
     p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of: {', '.join(CASES)}")
     p.add_argument("--repeats", type=int, default=10, help="timed repeats per case (median reported)")
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps per case")
+    p.add_argument("--tf32", action="store_true",
+                   help="let float32 matrix products use TF32 tensor cores on the GPU (recorded in the JSON)")
     p.add_argument("--json", dest="json_path", default=None, help="also write the table and ratios as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import benchmark, environment, graph_check
+    from ..bench import benchmark, environment, graph_check, precision_check
     from ..errors import DlzoError
     from ..losses import make_loss_fn
     from ..models import load_model
@@ -40,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
     from ..tasks import load_task_data
 
     setup_torch(args)
+    if args.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     device = pick_device(args.device)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=device, progress=args.progress)
@@ -57,17 +64,22 @@ def run(args: argparse.Namespace) -> int:
                       warmup=args.warmup, repeats=args.repeats, progress=args.progress)
     env = environment(device)
     check = graph_check(model, make_loss_fn(model, tokenizer, data.task), batch, layer)
+    precision = precision_check(model, make_loss_fn(model, tokenizer, data.task), batch, layer) if args.tf32 else {}
     print(f"model {args.model} | task {args.task} | batch {args.batch_size} | layer {layer} | {env['device']} | "
-          f"threads {env['threads']} | dtype {args.dtype}")
+          f"threads {env['threads']} | dtype {args.dtype} | matmul {env['float32_matmul']}")
     shown = table.drop(columns=["repeats"]).round(2)
     print(shown.to_string())
     for name, value in table.attrs["ratios"].items():
         print(f"{name}: {value:.2f}" if value is not None else f"{name}: n/a")
     if check:
         print("CUDA graphs vs eager on the padded batch: " + ", ".join(f"{k} {v}" for k, v in check.items()))
+    if precision:
+        print(f"TF32 vs IEEE float32, projected gradient g of layer {layer}: max relative difference "
+              f"{precision['g_max_rel_diff']:.2e} over {len(precision['g_ieee'])} seeds")
     if args.json_path:
         payload = {"environment": env, "model": args.model, "task": args.task, "batch_size": args.batch_size,
                    "layer": layer, "dtype": args.dtype, "cases": json.loads(table.reset_index().to_json(orient="records")),
-                   "ratios": table.attrs["ratios"], "graph_check": check}
+                   "ratios": table.attrs["ratios"], "graph_check": check,
+                   "precision_check": precision}
         atomic_write_text(args.json_path, json.dumps(payload, indent=1))
     return 0

@@ -35,6 +35,10 @@ def add_parser(sub) -> None:
                    help="replay CUDA graphs of the ZO forwards (GPU only; same kernels on padded batches)")
     p.add_argument("--paired-passes", action="store_true",
                    help="single-layer selections: the + and - forwards as one forward (float rounding differs)")
+    p.add_argument("--run-logs", default=None,
+                   help="keep each ZO run's log in this folder (<key>/log.jsonl); a run cut off by a kill or a time "
+                   "limit resumes from its log when the sweep is started again (the logged updates are re-applied "
+                   "without forward passes)")
     p.add_argument("--list", action="store_true", help="only print how many runs are done and left")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     p.set_defaults(func=run)
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.parallel > 1:
         return _run_parallel(args, folder)
     context = RunContext(device=args.device, dtype=args.dtype, data_dir=args.data_dir, progress=False,
-                         cuda_graphs=args.cuda_graphs, paired_passes=args.paired_passes)
+                         cuda_graphs=args.cuda_graphs, paired_passes=args.paired_passes, run_logs=args.run_logs)
     runs = grid_runs(grid, layers_of=lambda name: num_layers(context.model(name)[0]))
     if args.list:
         done = store.done_keys()
@@ -83,7 +87,7 @@ def _run_parallel(args: argparse.Namespace, folder: str) -> int:
     base = [sys.executable, "-m", "dlzo", "sweep", args.grid, "--results", folder, "--dtype", args.dtype,
             "--no-progress"]
     for flag, value in (("--device", args.device), ("--data-dir", args.data_dir), ("--threads", args.threads),
-                        ("--time-budget", args.time_budget)):
+                        ("--time-budget", args.time_budget), ("--run-logs", args.run_logs)):
         if value is not None:
             base += [flag, str(value)]
     base += [flag for flag, on in (("--cuda-graphs", args.cuda_graphs), ("--paired-passes", args.paired_passes)) if on]
