@@ -96,10 +96,7 @@ def plot_layer_sweep(summary: pd.DataFrame, refs: pd.DataFrame | None = None, st
             std = 0.0 if pd.isna(row["std"]) else row["std"]
             ax.axhline(row["mean"], color=color, lw=1.2, label=f"{label} ({row['mean']:.1f})")
             ax.axhspan(row["mean"] - std, row["mean"] + std, color=color, alpha=0.12)
-    if strict_layer is not None:
-        ax.axvline(strict_layer, color="crimson", ls="--", lw=1.3, label=f"first outlier layer, strict ({strict_layer})")
-    if loose_layer is not None and loose_layer != strict_layer:
-        ax.axvline(loose_layer, color="darkorange", ls=":", lw=1.3, label=f"looser rule ({loose_layer})")
+    mark_outlier_layers(ax, strict_layer, loose_layer)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trained decoder layer (0-based)")
     ax.set_ylabel(ylabel)
@@ -107,3 +104,22 @@ def plot_layer_sweep(summary: pd.DataFrame, refs: pd.DataFrame | None = None, st
         ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right")
     return ax
+
+
+def mark_outlier_layers(ax, strict_layer: int | None = None, loose_layer: int | None = None):
+    """Labelled vertical lines at the first outlier layer by the strict rule (crimson, dashed) and by the looser
+    rule (orange, dotted; drawn only where it differs). Either may be ``None`` (no such layer)."""
+    if strict_layer is not None:
+        ax.axvline(strict_layer, color="crimson", ls="--", lw=1.3, label=f"first outlier layer, strict ({strict_layer})")
+    if loose_layer is not None and loose_layer != strict_layer:
+        ax.axvline(loose_layer, color="darkorange", ls=":", lw=1.3, label=f"looser rule ({loose_layer})")
+    return ax
+
+
+def layer_axes(axes, strict_layer: int | None = None, loose_layer: int | None = None, xlabel: str = "decoder layer",
+               legend_title: str | None = None) -> None:
+    """Finish per-layer plots: on each of ``axes`` mark the outlier layers, label the x axis, draw the legend."""
+    for ax in axes if hasattr(axes, "__iter__") else [axes]:
+        mark_outlier_layers(ax, strict_layer, loose_layer)
+        ax.set_xlabel(xlabel)
+        ax.legend(fontsize=8, title=legend_title)

@@ -58,7 +58,7 @@ from dlzo.notebook import setup
 from dlzo.outliers import profile_activations
 from dlzo.paths import repo_root
 from dlzo.perturbation import analyze_layers
-from dlzo.plotting import save_figure
+from dlzo.plotting import layer_axes, save_figure
 from dlzo.tasks import load_task_data
 
 # %% tags=["parameters"]
@@ -105,16 +105,7 @@ profile = profile_activations(lm, tokenizer, calibration_texts(None, n=num_texts
                               progress=progress)
 strict_layer = profile.first_outlier_layer(100.0, 1000.0)
 loose_layer = profile.first_outlier_layer(100.0, 500.0)
-marks = {f"strict outlier ({strict_layer})": (strict_layer, "crimson"),
-         f"loose outlier ({loose_layer})": (loose_layer, "darkorange")}
-marks = {k: v for k, v in marks.items() if v[0] is not None}
 print(f"first outlier layer: strict {strict_layer}, loose {loose_layer}")
-
-
-def mark_layers(ax):
-    """Vertical lines at the outlier layers."""
-    for label, (layer, color) in marks.items():
-        ax.axvline(layer, color=color, ls="--", lw=1.2, label=label)
 
 
 # %% [markdown]
@@ -162,10 +153,7 @@ axes[0].set_title("ZO signal vs the layer gradient")
 axes[1].plot(summary["layer"], summary["grad_rms"], "k-s", ms=4, label="||grad_l L|| / sqrt(#params)")
 axes[1].set_ylabel("rms gradient per parameter")
 axes[1].set_title("first-order gradient, normalised")
-for ax in axes:
-    mark_layers(ax)
-    ax.set_xlabel("decoder layer")
-    ax.legend(fontsize=8)
+layer_axes(axes, strict_layer, loose_layer)
 fig.tight_layout()
 save_figure(fig, "02_zo_signal", out / "figures")
 plt.show()
@@ -191,10 +179,7 @@ axes[1].axhline(0, color="k", lw=0.8)
 axes[1].set_yscale("symlog", linthresh=1.0)
 axes[1].set_ylabel("(L+ + L- - 2L) / eps^2")
 axes[1].set_title("curvature along z (mean and s.e. over seeds)")
-for ax in axes:
-    mark_layers(ax)
-    ax.set_xlabel("decoder layer")
-    ax.legend(fontsize=8, title="eps")
+layer_axes(axes, strict_layer, loose_layer, legend_title="eps")
 fig.tight_layout()
 save_figure(fig, "02_sensitivity", out / "figures")
 plt.show()
@@ -219,8 +204,8 @@ for ax, stat, title in zip(axes, ["rel_change_token", "rel_change"], ["token-wis
     ax.set_xlabel("downstream layer j (output)")
     ax.set_ylabel("perturbed layer l")
     ax.set_title(f"relative change, {title} (eps {ref_eps:g})")
-    for layer, color in marks.values():
-        if layer in matrix.index:
+    for layer, color in ((strict_layer, "crimson"), (loose_layer, "darkorange")):
+        if layer in matrix.index:  # the outlier layers' rows
             row = list(matrix.index).index(layer)
             ax.axhline(row + 0.5, color=color, lw=1.0, ls="--")
 fig.tight_layout()
@@ -241,10 +226,7 @@ axes[1].plot(summary["layer"], summary["amplification"], "o-", color="purple")
 axes[1].axhline(1, color="k", lw=0.8)
 axes[1].set_ylabel("last layer / perturbed layer")
 axes[1].set_title("amplification downstream")
-for ax in axes:
-    mark_layers(ax)
-    ax.set_xlabel("perturbed layer")
-    ax.legend(fontsize=8)
+layer_axes(axes, strict_layer, loose_layer, xlabel="perturbed layer")
 fig.tight_layout()
 save_figure(fig, "02_propagation_profile", out / "figures")
 plt.show()
@@ -263,21 +245,17 @@ fd = analysis.signals.groupby(["layer", "eps"], as_index=False)["fd_error"].medi
 fd["eps_label"] = fd["eps"].map(lambda e: f"{e:g}")
 sns.lineplot(data=fd, x="layer", y="fd_error", hue="eps_label", marker="o", ax=axes[0])
 axes[0].set_yscale("log")
-axes[0].set_xlabel("decoder layer")
 axes[0].set_ylabel("|g - z.grad| / rms(z.grad)")
 axes[0].set_title("finite-difference error (median over seeds)")
-mark_layers(axes[0])
-axes[0].legend(fontsize=8, title="eps")
+layer_axes(axes[0], strict_layer, loose_layer, legend_title="eps")
 cos = analysis.cosines.assign(eps_label=lambda d: d["eps"].map(lambda e: f"{e:g}"))
 sns.lineplot(data=cos, x="layer", y="cosine", hue="eps_label", marker="o", ax=axes[1])
 ideal = cos.drop_duplicates("layer")
 axes[1].plot(ideal["layer"], ideal["cos_ideal"], "k--", lw=1, label="exact, same S")
 axes[1].plot(ideal["layer"], ideal["cos_random"], "k:", lw=1, label="random direction")
-mark_layers(axes[1])
-axes[1].set_xlabel("decoder layer")
 axes[1].set_ylabel("cos(mean g z, grad_l L)")
 axes[1].set_title(f"direction quality, S = {len(seeds)}")
-axes[1].legend(fontsize=8)
+layer_axes(axes[1], strict_layer, loose_layer)
 fig.tight_layout()
 save_figure(fig, "02_fd_error_cosine", out / "figures")
 plt.show()
