@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -81,9 +82,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_parallel(args: argparse.Namespace, folder: str) -> int:
-    """Start ``args.parallel`` shard workers of this command and wait for all of them."""
-    n = args.parallel
+def worker_command(args: argparse.Namespace, folder: str, index: int, count: int) -> list[str]:
+    """The command line of shard worker ``index`` of ``count`` (this sweep with ``--shard index/count``)."""
     base = [sys.executable, "-m", "dlzo", "sweep", args.grid, "--results", folder, "--dtype", args.dtype,
             "--no-progress"]
     for flag, value in (("--device", args.device), ("--data-dir", args.data_dir), ("--threads", args.threads),
@@ -91,10 +91,35 @@ def _run_parallel(args: argparse.Namespace, folder: str) -> int:
         if value is not None:
             base += [flag, str(value)]
     base += [flag for flag, on in (("--cuda-graphs", args.cuda_graphs), ("--paired-passes", args.paired_passes)) if on]
+    return base + ["--shard", f"{index}/{count}"]
+
+
+def _terminated(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def _run_parallel(args: argparse.Namespace, folder: str) -> int:
+    """Start ``args.parallel`` shard workers of this command and wait for all of them. When this process is
+    stopped (Ctrl-C, or SIGTERM from ``timeout`` or a batch system), the workers are stopped with it, so
+    none keeps writing into the results (or run-log) folder after the job has ended."""
+    n = args.parallel
     start = time.perf_counter()
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    workers = [subprocess.Popen(base + ["--shard", f"{i}/{n}"], env=env) for i in range(n)]
-    codes = [w.wait() for w in workers]
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    workers = []
+    try:
+        workers = [subprocess.Popen(worker_command(args, folder, i, n), env=env) for i in range(n)]
+        codes = [w.wait() for w in workers]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for w in workers:
+            if w.poll() is None:
+                w.terminate()
+        for w in workers:
+            try:
+                w.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                w.kill()
     print(f"{n} workers finished in {time.perf_counter() - start:.0f} s (exit codes {codes})")
     if any(codes):
         raise DlzoError(f"{sum(1 for c in codes if c)} of {n} sweep workers failed; rerun the same command to "

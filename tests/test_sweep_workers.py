@@ -1,0 +1,59 @@
+"""``dlzo sweep --parallel``: the worker command lines, and workers stopped together with the sweep."""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from dlzo.commands.sweep import worker_command
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _args(**overrides) -> argparse.Namespace:
+    values = dict(grid="g.yaml", dtype="float32", device="cuda", data_dir=None, threads=None, time_budget=300.0,
+                  run_logs="logs", cuda_graphs=True, paired_passes=False, parallel=2)
+    return argparse.Namespace(**{**values, **overrides})
+
+
+def test_workers_get_every_setting_and_their_shard():
+    command = worker_command(_args(), "results/g", 1, 4)
+    assert command[:4] == [sys.executable, "-m", "dlzo", "sweep"]
+    text = " ".join(command)
+    for part in ("--results results/g", "--device cuda", "--time-budget 300.0", "--run-logs logs", "--cuda-graphs",
+                 "--shard 1/4"):
+        assert part in text
+    assert "--paired-passes" not in text and "--data-dir" not in text
+
+
+def test_stopping_the_sweep_stops_its_workers(tmp_path):
+    script = tmp_path / "parallel.py"
+    script.write_text(textwrap.dedent(f"""
+        import argparse, sys
+        from dlzo.commands import sweep
+        sweep.worker_command = lambda args, folder, i, n: [
+            sys.executable, "-c",
+            "import os, pathlib, time; pathlib.Path({str(tmp_path)!r}, f'worker-{{os.getpid()}}').touch(); time.sleep(120)"]
+        args = argparse.Namespace(parallel=2)
+        sweep._run_parallel(args, "unused")
+    """))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    sweep = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while len(list(tmp_path.glob("worker-*"))) < 2:
+        assert sweep.poll() is None, sweep.stderr.read().decode()
+        assert time.time() < deadline, "the workers did not start"
+        time.sleep(0.05)
+    pids = [int(p.name.split("-")[1]) for p in tmp_path.glob("worker-*")]
+    sweep.send_signal(signal.SIGTERM)
+    assert sweep.wait(timeout=60) == 128 + signal.SIGTERM
+    for pid in pids:  # reaped by the sweep: the pid no longer exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        raise AssertionError(f"worker {pid} outlived the sweep")
