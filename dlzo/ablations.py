@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .errors import DlzoError
-from .stats import paired_comparison
+from .stats import paired_comparison, paired_comparison_if_possible
 
 
 def versus_reference(table: pd.DataFrame, reference: str = "dominant", metric: str = "test_score",
@@ -25,11 +25,10 @@ def versus_reference(table: pd.DataFrame, reference: str = "dominant", metric: s
         for variant in dict.fromkeys(part["method"]):
             if variant == reference:
                 continue
-            try:
-                res = paired_comparison(part, variant, reference, ["model", "task", "seed"], metric, alternative)
-            except DlzoError:
-                continue
-            rows.append({"task": task, **res})
+            res = paired_comparison_if_possible(part, variant, reference, ["model", "task", "seed"], metric,
+                                                alternative)
+            if res is not None:
+                rows.append({"task": task, **res})
     return pd.DataFrame(rows)
 
 

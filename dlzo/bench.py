@@ -298,12 +298,13 @@ def graph_check(model, loss_fn, batch: list, dominant_layer: int) -> dict:
                 loss_fn.compute(packed)
             with prefix.replay():
                 out["eager_prefix_loss"] = float(loss_fn.compute(packed))
-    out.update(_paired_graph_check(model, loss_fn, batch, dominant_layer))
+    out.update(_paired_graph_check(model, loss_fn, batch, packed, dominant_layer))
     return out
 
 
-def _paired_graph_check(model, loss_fn, batch: list, layer: int) -> dict:
-    """Paired passes (:mod:`dlzo.paired`) on the padded batch: eager vs graphed, and vs two plain forwards."""
+def _paired_graph_check(model, loss_fn, batch: list, packed, layer: int) -> dict:
+    """Paired passes (:mod:`dlzo.paired`) on the padded batch (``packed``, from ``batch``): eager vs graphed, and
+    vs two plain forwards."""
     from .graphs import GraphedLoss
     from .layers import decoder_layers
     from .paired import PairedPasses
@@ -315,7 +316,6 @@ def _paired_graph_check(model, loss_fn, batch: list, layer: int) -> dict:
     plus = [b + d for b, d in zip(before, deltas, strict=True)]
     minus = [b - d for b, d in zip(before, deltas, strict=True)]
     pair = PairedPasses(model, layer, params, plus, minus)
-    packed = loss_fn.pack(batch).padded()
     try:
         with torch.inference_mode():
             separate = []

@@ -100,6 +100,16 @@ def paired_comparison(df: pd.DataFrame, method_a: str, method_b: str, pair_on: l
     }
 
 
+def paired_comparison_if_possible(df: pd.DataFrame, method_a: str, method_b: str, pair_on: list[str] | None = None,
+                                  value: str = "test_score", alternative: str = "greater") -> dict | None:
+    """:func:`paired_comparison`, or ``None`` where it cannot be made (no paired runs, a method missing): for
+    tables built from a partly run grid, which compare whatever has been run."""
+    try:
+        return paired_comparison(df, method_a, method_b, pair_on, value, alternative)
+    except DlzoError:
+        return None
+
+
 def comparison_table(df: pd.DataFrame, pairs: list[tuple[str, str, str]], pair_on: list[str] | None = None,
                      value: str = "test_score") -> pd.DataFrame:
     """Several :func:`paired_comparison` results, one row each; ``pairs`` holds (a, b, alternative)."""

@@ -266,7 +266,8 @@ def train(
     log_path = out / LOG_NAME if out else None
     checkpoint_path = out / CHECKPOINT_NAME if out else None
     resuming = bool(out and resume and checkpoint_path.is_file())
-    from_log = bool(out and resume and not resuming and log_path.is_file() and read_log(log_path))
+    logged = read_log(log_path) if out and resume and not resuming and log_path.is_file() else []
+    from_log = bool(logged)
     pending_eval = None
     if out and not resuming and not from_log:
         if log_path.is_file() and not resume:
@@ -292,7 +293,7 @@ def train(
         RunLog.truncate(log_path, state["log_bytes"])
         records = read_log(log_path)
     elif from_log:
-        restored = resume_from_log(log_path, config, header, engine, optimizer, sampler, seed_rng, best)
+        restored = resume_from_log(log_path, logged, config, header, engine, optimizer, sampler, seed_rng, best)
         records, step, evals = restored["records"], restored["step"], restored["evals"]
         refused_in_row, refused_total = restored["refused_in_row"], restored["refused_total"]
         elapsed_before = restored["elapsed_s"]
@@ -408,9 +409,10 @@ def train(
             log.close()
 
 
-def resume_from_log(log_path: Path, config: ZOConfig, header: dict, engine: ZOEngine, optimizer, sampler: BatchSampler,
-                    seed_rng: np.random.Generator, best: BestKeeper) -> dict:
-    """Rebuild a ZO run's state from its log alone (``train(..., resume=True)`` without a checkpoint).
+def resume_from_log(log_path: Path, logged: list[dict], config: ZOConfig, header: dict, engine: ZOEngine, optimizer,
+                    sampler: BatchSampler, seed_rng: np.random.Generator, best: BestKeeper) -> dict:
+    """Rebuild a ZO run's state from its log alone (``train(..., resume=True)`` without a checkpoint);
+    ``logged`` are the records of ``log_path`` (:func:`~dlzo.runfiles.read_log`).
 
     Every logged step is re-applied to the fresh ``engine`` from its seeds and ``g`` (no forward pass); the
     data sampler and the seed generator are advanced exactly as the run advanced them, and the seeds they
@@ -419,7 +421,7 @@ def resume_from_log(log_path: Path, config: ZOConfig, header: dict, engine: ZOEn
     torn last line or an ``end`` record goes). Returns the loop's state: ``records``, ``step``, ``evals``,
     ``refused_in_row``, ``refused_total`` and ``elapsed_s`` (the logged step times).
     """
-    records = [r for r in read_log(log_path) if r.get("type") != "end"]
+    records = [r for r in logged if r.get("type") != "end"]
     saved = records[0]
     if saved.get("type") != "config":
         raise DlzoError(f"{str(log_path)!r} does not start with a run's config line; delete it or choose a new out_dir.")
@@ -440,14 +442,13 @@ def resume_from_log(log_path: Path, config: ZOConfig, header: dict, engine: ZOEn
         step = r["step"]
         sampler.next()
         seeds = [int(s) for s in seed_rng.integers(0, 2**31, size=config.directions)]
-        logged = r["seed"] if isinstance(r["seed"], list) else [r["seed"]]
-        if seeds != logged:
+        if seeds != _as_list(r["seed"]):
             raise DlzoError(f"Step {step} of {str(log_path)!r} used other seeds than these settings draw; resume "
                             "with the run's original settings.")
         if r["refused"]:
             refused_in_row, refused_total = refused_in_row + 1, refused_total + 1
         else:
-            engine.update(optimizer, seeds, r["g"] if isinstance(r["g"], list) else [r["g"]], r["lr"])
+            apply_logged_step(engine, optimizer, r)
             refused_in_row = 0
         if step == best.step:
             best.tensors = engine.snapshot()
@@ -455,6 +456,16 @@ def resume_from_log(log_path: Path, config: ZOConfig, header: dict, engine: ZOEn
     atomic_write_text(log_path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
     return {"records": records, "step": step, "evals": evals, "refused_in_row": refused_in_row,
             "refused_total": refused_total, "elapsed_s": elapsed}
+
+
+def _as_list(value) -> list:
+    """A step record's ``seed``/``g``: a list for several directions, a number for one."""
+    return value if isinstance(value, list) else [value]
+
+
+def apply_logged_step(engine: ZOEngine, optimizer, record: dict) -> None:
+    """Re-apply one logged (not refused) step: the update from its seeds and projected gradients."""
+    engine.update(optimizer, _as_list(record["seed"]), _as_list(record["g"]), record["lr"])
 
 
 def is_due(step: int, every: int | None, last: int) -> bool:
@@ -558,7 +569,5 @@ def replay(base_model, selection: Selection | Selected, log, step: int | None = 
                                                            default=0)
     for r in records:
         if r["type"] == "step" and r["step"] <= step and not r["refused"]:
-            seeds = r["seed"] if isinstance(r["seed"], list) else [r["seed"]]
-            g = r["g"] if isinstance(r["g"], list) else [r["g"]]
-            engine.update(optimizer, seeds, g, r["lr"])
+            apply_logged_step(engine, optimizer, r)
     return {name: p.detach().clone() for name, p in zip(selected.names, engine.params, strict=True)}
