@@ -40,6 +40,20 @@ def lr_curves(table: pd.DataFrame, metric: str = "test_score") -> pd.DataFrame:
     return trained.groupby(["task", "method", "lr"])[metric].agg(mean="mean", n="count").reset_index()
 
 
+def zero_shot_test_score(table: pd.DataFrame, metric: str = "test_score") -> float | None:
+    """The zero-shot model's test score, read off runs whose best dev checkpoint is step 0: those keep the
+    untouched weights, so their test score is the zero-shot one. None when every run improved on dev."""
+    if "best_step" not in table:
+        return None
+    kept = table.loc[table["best_step"] == 0, metric].dropna()
+    if kept.empty:
+        return None
+    if kept.nunique() > 1:
+        raise DlzoError("Runs that kept their step-0 weights disagree on the test score; they mix models or "
+                        "test sets, so draw one table per model and task.")
+    return float(kept.iloc[0])
+
+
 def rule_comparison(runs: pd.DataFrame, strict_layer: int, loose_layer: int, metric: str = "test_score") -> pd.DataFrame:
     """The strict rule's layer against the loose rule's layer in a single-layer sweep (``sweep_runs`` rows),
     paired by seed, per task (two-sided)."""

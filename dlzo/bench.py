@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .models import float32_matmul
 from .progress import progress_bar
 from .selection import LoraSpec, Selection
 from .zo import ZOEngine, synchronize
@@ -364,7 +365,7 @@ def environment(device) -> dict:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cpu_count": os.cpu_count(),
-        "float32_matmul": "tf32" if device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32 else "ieee",
+        "float32_matmul": float32_matmul(device),
     }
 
 

@@ -199,6 +199,11 @@ def _gguf_cached_folder(gguf_path: Path) -> Path:
     return folder
 
 
+def float32_matmul(device: str | torch.device) -> str:
+    """How float32 matrix products run on ``device``: ``"tf32"`` (TF32 tensor cores) or ``"ieee"``."""
+    return "tf32" if str(device).startswith("cuda") and torch.backends.cuda.matmul.allow_tf32 else "ieee"
+
+
 def pick_device(device: str | torch.device | None = None) -> str:
     """``device`` as given, or the best available one (``cuda`` if present, else ``cpu``) when empty."""
     if device:

@@ -188,6 +188,7 @@ class RunContext:
         from .evaluation import dev_eval_fn, evaluate
         from .first_order import FOConfig, train_first_order
         from .losses import make_loss_fn
+        from .models import float32_matmul
         from .training import ZOConfig, train
 
         start = time.perf_counter()
@@ -212,7 +213,8 @@ class RunContext:
                "dtype": self.dtype, "dominant_layer": dominant, "deviations": "; ".join(data.deviations),
                "num_train": len(data.train), "num_dev": len(data.dev), "num_test": len(data.test),
                "cuda_graphs": self.cuda_graphs and self.device.startswith("cuda") and selection is not None,
-               "paired_passes": self.paired_passes and selection is not None}
+               "paired_passes": self.paired_passes and selection is not None,
+               "float32_matmul": float32_matmul(self.device)}
         train_time = 0.0
         if selection is not None:
             loss_fn = make_loss_fn(model, tokenizer, task)

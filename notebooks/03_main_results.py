@@ -116,16 +116,17 @@ plt.show()
 display(PAPER_AVERAGES)
 
 # %% [markdown]
-# ## Reading the result (committed run: SmolLM2-135M, H200; 68 of 84 runs)
+# ## Reading the result (committed run: SmolLM2-135M, H200; 75 of 84 runs)
 # * **Dominant layer ≈ full MeZO on SST-2, CB and WSC; worse on COPA.** SST-2: zero-shot 51.6 → dominant
 #   layer 11 72.4 ± 1.5, full MeZO 71.5 ± 1.8; CB 61.9 ± 3.7 vs 62.5 ± 3.1; WSC stays at the majority class
 #   57.7 for every method; COPA 55.7 ± 4.0 vs 63.7 ± 2.1 (3/3 seeds). Pooled over the 12 pairs of these four
 #   tasks: −1.9 points (95% CI −4.6 to 0.3), 4 wins / 3 ties / 5 losses, two-sided p = 0.45.
 # * **A random other layer beats the dominant layer.** SST-2 75.0 ± 2.6, CB 67.9 ± 3.1, COPA 63.3 ± 2.1;
-#   pooled over 17 pairs on six tasks: −2.5 points (95% CI −4.9 to −0.1), 3 wins / 3 ties / 11 losses,
-#   one-sided p (dominant > random) = 0.99. Only RTE goes the other way (48.7 vs 45.6, both at chance).
-#   The all-layer sweep of notebook 01 says the same on SST-2: layer 11 is mid-pack, layers 15–17 are best.
+#   pooled over 21 pairs on all seven tasks: −2.6 points (95% CI −4.6 to −0.6), 3 wins / 3 ties / 15
+#   losses, one-sided p (dominant > random) = 0.997. Only RTE goes the other way (48.7 vs 45.6, both at
+#   chance); BoolQ and MultiRC lose 3 of 3 seeds each (−1.8, −3.0). The all-layer sweep of notebook 01 says
+#   the same on SST-2: layer 11 is mid-pack, layers 15–17 are best.
 # * **RTE, BoolQ, MultiRC**: nothing beats zero-shot by more than seed noise in 1000 steps at these lrs.
-#   The paper's +2 points at 7B are not a regime a 135M model reaches; the larger offline models
-#   (Qwen2.5-0.5B/1.5B) are the next step. Full MeZO on these three long-input tasks has not run yet
-#   (each run outlasted a 10-minute GPU call with other workers sharing the GPU).
+#   The paper's +2 points at 7B are not a regime a 135M model reaches; on Qwen2.5-0.5B (notebook 04's lr
+#   probe) the first outlier layer does not even move SST-2. Full MeZO on these three long-input tasks has
+#   run ~170 of 1000 steps (`results/run_logs/main_core_smollm2`; `dlzo sweep --run-logs` resumes them).

@@ -32,8 +32,8 @@ import pandas as pd
 import seaborn as sns
 
 import dlzo
-from dlzo.ablations import lr_curves, rule_comparison, versus_reference
-from dlzo.experiments import grid_runs
+from dlzo.ablations import lr_curves, rule_comparison, versus_reference, zero_shot_test_score
+from dlzo.experiments import grid_runs, load_grid
 from dlzo.notebook import grid_results, setup
 from dlzo.paths import repo_root
 from dlzo.plotting import save_figure
@@ -43,7 +43,8 @@ from dlzo.sweeps import sweep_runs
 ablation_grid: str = "experiments/ablations_smollm2.yaml"  # the within-layer variants, a grid file
 sweep_grid: str = "experiments/layer_sweep_smollm2.yaml"  # the single-layer sweep (strict vs loose rule)
 controls_grid: str = "experiments/controls_smollm2.yaml"  # RTE and COPA controls, empty to skip
-lr_probe_grid: str = "experiments/lr_probe_smollm2.yaml"  # the lr probe, empty to skip
+lr_probe_grids: list = ["experiments/lr_probe_smollm2.yaml", "experiments/lr_probe_qwen2.5-0.5b.yaml",
+                         "experiments/lr_probe_qwen2.5-0.5b_ieee.yaml"]  # lr probes, one panel each
 propagation_dir: str = "results/propagation"  # notebook 02's tables (the eps study), empty to skip
 strict_layer: int = 11  # the strict rule's layer of the model (notebook 01)
 loose_layer: int = 2  # the loose rule's layer of the model (notebook 01)
@@ -79,19 +80,33 @@ print(rule_table[cols].round(3).to_string(index=False))
 
 # %% [markdown]
 # ## Learning-rate sensitivity
-# Test accuracy after 1000 steps for three lrs (SST-2, seed 0): an early (2), the dominant (11) and a late
-# (20) layer, and full MeZO. A single lr for every layer is the largest caveat of the layer sweep.
+# Test accuracy after 1000 steps per lr (SST-2, seed 0): an early, the dominant and a late layer, and full
+# MeZO, on SmolLM2-135M (layers 2, 11, 20) and on Qwen2.5-0.5B (layers 2 = its strict first outlier layer,
+# 12, 20; once with TF32 products, once in IEEE float32 as a control). A single lr for every layer is the
+# largest caveat of a layer sweep. The dotted line is zero-shot: a run whose dev score never beats it keeps
+# its zero-shot checkpoint (the best checkpoint is chosen on dev).
 
 # %% tags=["nbval-check-output"]
-_, probe = grid_results(lr_probe_grid)
-if len(probe):
-    curves = lr_curves(probe)
-    print(curves.pivot(index="lr", columns="method", values="mean").round(1).to_string())
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    sns.lineplot(data=curves, x="lr", y="mean", hue="method", marker="o", ax=ax)
-    ax.set_xscale("log")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("SST-2, seed 0: lr sensitivity")
+probes = [(load_grid(root / g)["name"], grid_results(g)[1]) for g in lr_probe_grids]
+probes = [(name, table) for name, table in probes if len(table)]
+for name, table in probes:
+    matmul = ", ".join(sorted(table["float32_matmul"].dropna().unique())) if "float32_matmul" in table else "ieee"
+    print(f"{name} ({table['model'].iloc[0]}, float32 products: {matmul}; zero-shot dev "
+          f"{table['zero_shot_dev_score'].iloc[0]:.1f}) -- test accuracy")
+    print(lr_curves(table).pivot(index="lr", columns="method", values="mean").round(1).to_string(), end="\n\n")
+
+# %%
+if probes:
+    fig, axes = plt.subplots(1, len(probes), figsize=(4.6 * len(probes), 3.6), squeeze=False, sharey=True)
+    for ax, (name, table) in zip(axes[0], probes, strict=True):
+        sns.lineplot(data=lr_curves(table), x="lr", y="mean", hue="method", marker="o", ax=ax)
+        zero_shot = zero_shot_test_score(table)
+        if zero_shot is not None:
+            ax.axhline(zero_shot, color="grey", linestyle=":", label="zero-shot")
+        ax.set_xscale("log")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, "04_lr_sensitivity", out / "figures")
     plt.show()
@@ -133,7 +148,7 @@ if len(ablations):
     plt.show()
 
 # %% [markdown]
-# ## Reading the result (committed runs: SmolLM2-135M, H200)
+# ## Reading the result (committed runs: SmolLM2-135M and Qwen2.5-0.5B, H200)
 # * **The strict rule's layer beats the loose rule's on SST-2** by 13 points (71.5 vs 58.3, 3 of 3 seeds),
 #   but on COPA the loose layer 2 is ahead (61.0 vs 58.0) and neither beats zero-shot (61.0): which outlier
 #   layer "is dominant" depends on the task, and on SST-2 neither is the best layer (15–17, notebook 01).
@@ -142,6 +157,13 @@ if len(ablations):
 #   every single layer stays near zero-shot, and full MeZO needs 1e-5 (71.4). With layer 11's gradient the
 #   largest of all layers (notebook 02), a fixed lr moves it furthest: part of its "dominance" is a step-size
 #   effect, which only a per-layer lr grid can separate from anything deeper.
+# * **On Qwen2.5-0.5B the strict first outlier layer (2) does not move at all** at any of 1e-4, 1e-3, 1e-2
+#   (its best dev checkpoint is step 0 every time, so its test score is zero-shot's 60.0). Only layer 12 at
+#   1e-4 learns (+13.4 test points with TF32, +13.9 in IEEE float32), layer 20 a little at 1e-4 in IEEE
+#   (+3.8); at 1e-3 and 1e-2 every layer's dev accuracy falls below zero-shot (47–56 at step 250). TF32
+#   changes the projected gradient of layer 2 by at most 3.5% (`dlzo bench --tf32`, 5 seeds) and the table
+#   reads the same in both precisions: the null result is not a TF32 artefact. One seed, one task, a grid
+#   that stops at 1e-4: the probe now adds 1e-5, and the every-layer Qwen sweep still has to run.
 # * **ε**: layer 11 has the largest |g| at every ε and the most accurate finite difference (relative error
 #   0.01–0.02% at ε ≤ 1e-3, 1.5% at 1e-2 vs 2–9% for the other layers shown); at ε = 1e-2 the estimate of
 #   every other layer degrades more. ε ≤ 1e-3 (MeZO's) is safe for every layer.

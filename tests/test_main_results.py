@@ -73,6 +73,17 @@ def test_variants_are_read_against_the_dominant_layer_by_seed():
         versus_reference(table[table.method != "dominant"])
 
 
+def test_the_zero_shot_test_score_is_read_off_runs_that_kept_their_step_0_weights():
+    from dlzo.ablations import zero_shot_test_score
+
+    table = pd.DataFrame({"best_step": [0, 250, 0], "test_score": [60.0, 73.4, 60.0]})
+    assert zero_shot_test_score(table) == 60.0
+    assert zero_shot_test_score(table[table.best_step > 0]) is None
+    assert zero_shot_test_score(table.drop(columns="best_step")) is None
+    with pytest.raises(DlzoError, match="disagree"):
+        zero_shot_test_score(table.assign(test_score=[60.0, 73.4, 61.0]))
+
+
 def test_strict_and_loose_layers_are_paired_by_seed():
     from dlzo.ablations import rule_comparison
 

@@ -27,7 +27,26 @@ def test_workers_get_every_setting_and_their_shard():
     for part in ("--results results/g", "--device cuda", "--time-budget 300.0", "--run-logs logs", "--cuda-graphs",
                  "--shard 1/4"):
         assert part in text
-    assert "--paired-passes" not in text and "--data-dir" not in text
+    assert "--paired-passes" not in text and "--data-dir" not in text and "--tf32" not in text
+    assert "--tf32" in worker_command(_args(tf32=True), "results/g", 0, 2)
+
+
+def test_tf32_is_switched_on_by_the_flag_and_recorded_as_the_float32_matmul():
+    import torch
+
+    from dlzo.commands.common import setup_torch
+    from dlzo.models import float32_matmul
+
+    before = torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        setup_torch(argparse.Namespace(threads=None, tf32=False))
+        assert float32_matmul("cuda") == "ieee"
+        setup_torch(argparse.Namespace(threads=None, tf32=True))
+        assert torch.backends.cuda.matmul.allow_tf32
+        assert float32_matmul("cuda:0") == "tf32" and float32_matmul("cpu") == "ieee"
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def test_stopping_the_sweep_stops_its_workers(tmp_path):

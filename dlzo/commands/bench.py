@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
-
 from ..models import pick_device
 from ..paths import atomic_write_text
 from .common import add_model_args, setup_torch
@@ -44,9 +42,6 @@ def run(args: argparse.Namespace) -> int:
     from ..tasks import load_task_data
 
     setup_torch(args)
-    if args.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     device = pick_device(args.device)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=device, progress=args.progress)

@@ -25,3 +25,6 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 def setup_torch(args: argparse.Namespace) -> None:
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
+    if getattr(args, "tf32", False):  # float32 matrix products on TF32 tensor cores (GPU only; rows record it)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
