@@ -3,7 +3,7 @@
 The ZO engine (:mod:`dlzo.zo`) regenerates the estimate ``ĝ = mean_j g_j z_j`` for one selected tensor
 at a time (no direction is ever stored) and asks the optimizer for that tensor's new value::
 
-    new = optimizer.update(i, master, grad, lr)
+    new = optimizer.update(i, master, grad, lr)     # or, in place: optimizer.step_(i, master, grad, lr)
 
 ``master`` is the fp32 master copy of tensor ``i``; the optimizer returns a new tensor and never
 modifies ``master`` (the engine writes it back, masked where a mask applies). Weight decay ``wd``
@@ -46,6 +46,11 @@ class ZOOptimizer:
     def update(self, index: int, master: torch.Tensor, grad: torch.Tensor, lr: float) -> torch.Tensor:
         raise NotImplementedError
 
+    def step_(self, index: int, master: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+        """Apply the update to ``master`` in place (``grad`` may be consumed): the same bits as
+        ``master.copy_(self.update(...))``, which rules without a cheaper in-place form fall back to."""
+        master.copy_(self.update(index, master, grad, lr))
+
     def _decay(self, index: int) -> float:
         return self.weight_decay if self.decay[index] else 0.0
 
@@ -79,6 +84,12 @@ class ZOSGD(ZOOptimizer):
         if wd:
             grad = grad.add(master, alpha=wd)
         return master.add(grad, alpha=-lr)
+
+    def step_(self, index, master, grad, lr):
+        wd = self._decay(index)
+        if wd:
+            grad = grad.add_(master, alpha=wd)
+        master.add_(grad, alpha=-lr)
 
 
 class ZOMomentum(ZOOptimizer):

@@ -28,8 +28,9 @@ What :class:`ZOEngine` does better than the published code:
 A step is two calls: :meth:`ZOEngine.estimate` (the forwards; θ restored afterwards) and
 :meth:`ZOEngine.update` (the optimizer step, which rebuilds ĝ tensor by tensor). Replay calls
 ``update`` alone with the logged seeds and ``g`` values. Phase times (perturb / forward / update)
-are measured for the step log; the per-tensor loops in :meth:`write_perturbed` and :meth:`update`
-are the place to fuse further.
+are measured for the step log. Per tensor, a perturbation is two kernels (draw z, write master ± εz straight
+into the model) and an SGD update three (draw z, scale it, add it to the master in place); z is drawn per
+tensor, never for the whole selection at once, so memory stays at one tensor's z.
 """
 
 from __future__ import annotations
@@ -86,6 +87,16 @@ def _perturbed(master: torch.Tensor, mask: torch.Tensor | None, z: torch.Tensor,
     return value if mask is None else torch.where(mask, value, master)
 
 
+def _write_perturbed(out: torch.Tensor, master: torch.Tensor, mask: torch.Tensor | None, z: torch.Tensor,
+                     scale: float) -> None:
+    """``out ← cast(master + scale·z)`` (master on masked-out entries): one kernel writing straight into
+    ``out`` when nothing needs masking or casting, the same bits as computing the value and copying it."""
+    if mask is None and out.dtype == master.dtype:
+        torch.add(master, z, alpha=scale, out=out)
+    else:
+        out.copy_(_perturbed(master, mask, z, scale))
+
+
 class ZOEngine:
     """SPSA estimator and update over a :class:`~dlzo.selection.Selected` set, with fp32 master weights."""
 
@@ -132,7 +143,7 @@ class ZOEngine:
     def write_perturbed(self, seed: int, scale: float) -> None:
         """Write cast(master + scale·z) into the model's selected tensors."""
         for param, master, mask, z in zip(self.params, self.masters, self.masks, self.draw(seed), strict=True):
-            param.copy_(_perturbed(master, mask, z, scale))
+            _write_perturbed(param, master, mask, z, scale)
 
     @torch.no_grad()
     def write_pair(self, seed: int) -> PairedPasses:
@@ -143,8 +154,8 @@ class ZOEngine:
             self._pair = PairedPasses(self.selected.model, self.paired_layer, self.params, plus, minus)
         for master, mask, z, plus, minus in zip(self.masters, self.masks, self.draw(seed), self._pair.plus,
                                                 self._pair.minus, strict=True):
-            plus.copy_(_perturbed(master, mask, z, self.eps))
-            minus.copy_(_perturbed(master, mask, z, -self.eps))
+            _write_perturbed(plus, master, mask, z, self.eps)
+            _write_perturbed(minus, master, mask, z, -self.eps)
         return self._pair
 
     def _paired_forward(self, loss_fn: LossFn, batch: list) -> tuple[float, float]:
@@ -289,8 +300,10 @@ class ZOEngine:
         start = time.perf_counter()
         optimizer.begin_step()
         for index, (master, mask, grad) in enumerate(zip(self.masters, self.masks, self.gradient(seeds, g), strict=True)):
-            new = optimizer.update(index, master, grad, lr)
-            master.copy_(new if mask is None else torch.where(mask, new, master))
+            if mask is None:
+                optimizer.step_(index, master, grad, lr)
+            else:
+                master.copy_(torch.where(mask, optimizer.update(index, master, grad, lr), master))
         self.restore()
         synchronize(self.device)
         return time.perf_counter() - start

@@ -206,5 +206,7 @@ if gpu_speedups and (root / gpu_speedups).is_file():
 # * **Input length:** the speed-up over the published step falls from COPA (8 prompt tokens: 7.0x graphed,
 #   3.3x eager) and SST-2 (11: 5.2x, 2.4x) to RTE (86: 2.1x) and BoolQ (146: 1.75x), as the paper's 4.52x
 #   (COPA) to 1.12x (DROP). On long inputs the forwards are real arithmetic and graphs no longer help.
-# * **CPU (2 threads):** see the tables above — the dominant layer is ~2.9x faster than dlzo's full step and
-#   ~3.7x faster than the published one; the per-task pattern is the same.
+# * **CPU (2 threads, 9 repeats, after the fused perturbation / in-place update of session 4):** published
+#   full 4,521 ms, dlzo full 2,996 ms (1.51x), dominant layer 1,019 ms (0.77x two forwards, 4.4x faster than
+#   published, 2.9x faster than dlzo full); the per-task pattern is the same. The GPU tables above predate the
+#   fused step.

@@ -83,3 +83,21 @@ def test_optimizer_errors():
         make_optimizer("lion", masters())
     with pytest.raises(DlzoError, match="optimizer the run started with"):
         make_optimizer("adam", masters()).load_state_dict({}, {"name": "sgd", "steps": 1})
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "sign"])
+@pytest.mark.parametrize("wd", [0.0, WD])
+def test_the_in_place_step_gives_the_bits_of_the_returned_update(name, wd):
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(37, 129), (1001,), (3, 5, 7)]  # odd sizes: vectorised bodies and scalar tails
+    ms = [torch.randn(s, generator=gen) for s in shapes]
+    gs = [torch.randn(s, generator=gen) for s in shapes]
+    returned, in_place = make_optimizer(name, ms, weight_decay=wd), make_optimizer(name, ms, weight_decay=wd)
+    a, b = [m.clone() for m in ms], [m.clone() for m in ms]
+    for _ in range(3):
+        returned.begin_step()
+        in_place.begin_step()
+        for i in range(len(shapes)):
+            a[i].copy_(returned.update(i, a[i], gs[i].clone(), 1e-3))
+            in_place.step_(i, b[i], gs[i].clone(), 1e-3)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))

@@ -117,6 +117,21 @@ def test_update_moves_only_selected_entries_of_half_precision_models_through_the
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters() if n not in chosen)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_perturbation_writes_the_bits_of_the_reference_formula(dtype):
+    from dlzo.zo import _perturbed
+
+    torch.manual_seed(0)
+    model = tiny_llama(**SMALL).to(dtype)
+    engine = ZOEngine(Selection(layers=[1], channels=ChannelMask(channels=[0, 3], mode="frozen")).apply(model), eps=1e-3)
+    assert any(m is not None for m in engine.masks) and any(m is None for m in engine.masks)
+    engine.write_perturbed(seed=7, scale=-1e-3)
+    expected = [_perturbed(master, mask, z, -1e-3).to(dtype)
+                for master, mask, z in zip(engine.masters, engine.masks, engine.draw(7), strict=True)]
+    assert all(torch.equal(p, e) for p, e in zip(engine.params, expected, strict=True))
+    engine.restore()
+
+
 def test_engine_errors():
     selected = Selection(layers=[0]).apply(tiny_llama())
     with pytest.raises(DlzoError, match="eps"):
