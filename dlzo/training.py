@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from .errors import DlzoError
+from .models import float32_matmul
 from .optim import make_optimizer
 from .paths import atomic_write_text
 from .progress import progress_bar
@@ -258,6 +259,7 @@ def train(
         "model": str(getattr(model, "dlzo_name", getattr(getattr(model, "config", None), "_name_or_path", ""))),
         "dtype": str(selected.params[0].param.dtype).replace("torch.", ""),
         "device": str(engine.device),
+        "float32_matmul": float32_matmul(engine.device),  # "tf32" when float32 products ran on TF32 tensor cores
     }
     step, refused_in_row, refused_total, evals, elapsed_before = 0, 0, 0, [], 0.0
     records: list[dict] = []

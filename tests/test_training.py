@@ -64,7 +64,9 @@ def test_replay_rebuilds_the_trained_parameters_bit_exactly(tmp_path, options):
     model = tiny_llama(dtype=torch.bfloat16)
     result = train(model, Selection(layers=[1, 3]), lm_loss_fn(model), TRAIN, config, eval_fn=lm_eval_fn(DEV),
                    out_dir=tmp_path, progress=False)
-    names = read_log(tmp_path / "log.jsonl")[0]["selection"]["tensors"]
+    header = read_log(tmp_path / "log.jsonl")[0]
+    assert header["device"] == "cpu" and header["float32_matmul"] == "ieee"  # provenance of the numbers
+    names = header["selection"]["tensors"]
     returned = {n: p.detach().clone() for n, p in model.named_parameters() if n in names}
     rebuilt = replay(tiny_llama(dtype=torch.bfloat16), Selection(layers=[1, 3]), tmp_path / "log.jsonl")
     assert all(torch.equal(rebuilt[n], returned[n]) for n in names)
