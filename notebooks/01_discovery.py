@@ -33,6 +33,7 @@ from IPython.display import display
 
 import dlzo
 from dlzo.calibration import calibration_texts
+from dlzo.experiments import load_grid
 from dlzo.notebook import grid_results, setup
 from dlzo.outliers import profile_activations
 from dlzo.paths import repo_root
@@ -52,7 +53,7 @@ dtype: str = "float32"  # model dtype for profiling
 threads: int = 0  # torch CPU threads, 0 for the torch default
 progress: bool = True  # progress bars
 output_dir: str = "."  # where figures/ and results/ go, relative to the repo root
-sweep_grid: str = "experiments/layer_sweep_smollm2.yaml"  # the single-layer sweep, a grid file
+sweep_grids: list = ["experiments/layer_sweep_smollm2.yaml", "experiments/layer_sweep_qwen2.5-0.5b.yaml"]  # single-layer sweeps (one model each); grids without results are skipped
 controls_grid: str = "experiments/controls_smollm2.yaml"  # RTE and COPA controls, empty to skip
 recompute: bool = False  # run missing grid cells here; False renders the committed results
 
@@ -146,22 +147,28 @@ print(scan.pivot(index="min_ratio", columns="model", values="first_layer_mean").
 
 # %%
 root = repo_root()
-grid, sweep_table = grid_results(sweep_grid, recompute, output_dir, device, dtype, progress)
-runs = sweep_runs(sweep_table)
-summary = layer_summary(runs)
-refs = reference_scores(runs)
-sweep_model = grid["models"][0]
-strict_layer = profiles[sweep_model].first_outlier_layer(min_abs, min_ratio) if sweep_model in profiles else None
-loose_layer = profiles[sweep_model].first_outlier_layer(min_abs, loose_ratio) if sweep_model in profiles else None
-print(f"{len(runs)} runs of {grid['name']} on {', '.join(sorted(runs['device'].unique()))}, "
-      f"{grid['steps']} steps each, seeds {sorted(int(x) for x in runs['seed'].unique())}")
+sweeps = {}  # model -> (grid, runs, strict layer, loose layer): every sweep grid that has results
+for grid_file in sweep_grids:
+    grid, table = grid_results(grid_file, recompute, output_dir, device, dtype, progress)
+    if len(table):
+        name = grid["models"][0]
+        profile = profiles.get(name)
+        strict = profile.first_outlier_layer(min_abs, min_ratio) if profile else None
+        loose = profile.first_outlier_layer(min_abs, loose_ratio) if profile else None
+        sweeps[name] = (grid, sweep_runs(table), strict, loose)
+for grid, runs, _, _ in sweeps.values():
+    print(f"{len(runs)} runs of {grid['name']} on {', '.join(sorted(runs['device'].unique()))}, "
+          f"{grid['steps']} steps each, seeds {sorted(int(x) for x in runs['seed'].unique())}")
+print(f"not run yet: {', '.join(g for g in sweep_grids if load_grid(root / g)['models'][0] not in sweeps) or 'none'}")
 
 # %%
-tasks_run = sorted(summary["task"].unique())
-fig, axes = plt.subplots(len(tasks_run), 1, figsize=(8, 3.8 * len(tasks_run)), squeeze=False)
-for ax, task_name in zip(axes[:, 0], tasks_run):
-    plot_layer_sweep(summary[summary["task"] == task_name], refs[refs["task"] == task_name], strict_layer,
-                     loose_layer, ax=ax, title=f"{sweep_model}: single-layer ZO on {task_name}")
+panels = [(name, task_name) for name, (_, runs, _, _) in sweeps.items() for task_name in sorted(runs["task"].unique())]
+fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.8 * len(panels)), squeeze=False)
+for ax, (name, task_name) in zip(axes[:, 0], panels, strict=True):
+    _, runs, strict, loose = sweeps[name]
+    on_task = runs[runs["task"] == task_name]
+    plot_layer_sweep(layer_summary(on_task), reference_scores(on_task), strict, loose, ax=ax,
+                     title=f"{name}: single-layer ZO on {task_name}")
 fig.tight_layout()
 save_figure(fig, "01_layer_sweep", out / "figures")
 plt.show()
@@ -172,8 +179,9 @@ plt.show()
 # rank of that layer's mean among all layers (1 = best).
 
 # %% tags=["nbval-check-output"]
-findings = layer_findings(runs, strict_layer, loose_layer)
-print(findings.round(1).T.to_string())
+for name, (_, runs, strict, loose) in sweeps.items():
+    print(f"{name}:")
+    print(layer_findings(runs, strict, loose).round(1).T.to_string(), end="\n\n")
 
 # %% [markdown]
 # ### Paired tests (by seed)
@@ -183,10 +191,12 @@ print(findings.round(1).T.to_string())
 
 # %% tags=["nbval-check-output"]
 cols = ["task", "layer", "b", "alternative", "n_pairs", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high", "p_value"]
-best_layer = int(findings["best_layer"].iloc[0])
-n_layers = profiles[sweep_model].num_layers if sweep_model in profiles else None
-tests = pd.concat([compare_layer(runs, layer, n_layers=n_layers) for layer in sorted({strict_layer, best_layer} - {None})])
-print(tests[cols].round(3).to_string(index=False))
+for name, (_, runs, strict, _) in sweeps.items():
+    best_layer = int(layer_findings(runs, strict, None)["best_layer"].iloc[0])
+    n_layers = profiles[name].num_layers if name in profiles else None
+    tests = pd.concat([compare_layer(runs, layer, n_layers=n_layers) for layer in sorted({strict, best_layer} - {None})])
+    print(f"{name}:")
+    print(tests[cols].round(3).to_string(index=False), end="\n\n")
 
 # %% [markdown]
 # ### RTE and COPA: the outlier layers against controls
@@ -212,6 +222,10 @@ if len(controls):
 #   broad hump over the middle of the network, not a spike at the outlier onset.
 # * On COPA the ZO runs barely move from zero-shot (61.0) in 1000 steps: layer 11 58.0, layer 2 61.0, random
 #   layers 63.3. RTE is not finished. These small-model results neither confirm nor refute the claim there.
+# * **Second family, first look (Qwen2.5-0.5B, SST-2, seed 0; notebook 04's lr probe):** its strict first
+#   outlier layer 2 does not move from zero-shot (60.0) at any of 1e-4, 1e-3, 1e-2, while layer 12 at 1e-4
+#   reaches 73.4–73.9. Its every-layer sweep (`experiments/layer_sweep_qwen2.5-0.5b.yaml`) has not run yet;
+#   this section renders it once `results/layer_sweep_qwen2.5-0.5b` exists.
 # * Caveats: one lr (1e-3) for all layers, tuned on layers 2/11/20 only; three seeds; a 135M instruct model
 #   dequantized from 4-bit. A per-layer lr grid and the larger offline models are the next runs
 #   (`experiments/`), and notebook 02 measures the mechanism the paper proposes.
