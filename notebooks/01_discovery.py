@@ -33,7 +33,6 @@ from IPython.display import display
 
 import dlzo
 from dlzo.calibration import calibration_texts
-from dlzo.experiments import load_grid
 from dlzo.notebook import grid_results, setup
 from dlzo.outliers import profile_activations
 from dlzo.paths import repo_root
@@ -148,9 +147,12 @@ print(scan.pivot(index="min_ratio", columns="model", values="first_layer_mean").
 # %%
 root = repo_root()
 sweeps = {}  # model -> (grid, runs, strict layer, loose layer): every sweep grid that has results
+not_run = []
 for grid_file in sweep_grids:
     grid, table = grid_results(grid_file, recompute, output_dir, device, dtype, progress)
-    if len(table):
+    if not len(table):
+        not_run.append(grid_file)
+    else:
         name = grid["models"][0]
         profile = profiles.get(name)
         strict = profile.first_outlier_layer(min_abs, min_ratio) if profile else None
@@ -159,7 +161,7 @@ for grid_file in sweep_grids:
 for grid, runs, _, _ in sweeps.values():
     print(f"{len(runs)} runs of {grid['name']} on {', '.join(sorted(runs['device'].unique()))}, "
           f"{grid['steps']} steps each, seeds {sorted(int(x) for x in runs['seed'].unique())}")
-print(f"not run yet: {', '.join(g for g in sweep_grids if load_grid(root / g)['models'][0] not in sweeps) or 'none'}")
+print(f"not run yet: {', '.join(not_run) or 'none'}")
 
 # %%
 panels = [(name, task_name) for name, (_, runs, _, _) in sweeps.items() for task_name in sorted(runs["task"].unique())]
@@ -179,9 +181,10 @@ plt.show()
 # rank of that layer's mean among all layers (1 = best).
 
 # %% tags=["nbval-check-output"]
-for name, (_, runs, strict, loose) in sweeps.items():
+findings = {name: layer_findings(runs, strict, loose) for name, (_, runs, strict, loose) in sweeps.items()}
+for name, table in findings.items():
     print(f"{name}:")
-    print(layer_findings(runs, strict, loose).round(1).T.to_string(), end="\n\n")
+    print(table.round(1).T.to_string(), end="\n\n")
 
 # %% [markdown]
 # ### Paired tests (by seed)
@@ -192,7 +195,7 @@ for name, (_, runs, strict, loose) in sweeps.items():
 # %% tags=["nbval-check-output"]
 cols = ["task", "layer", "b", "alternative", "n_pairs", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high", "p_value"]
 for name, (_, runs, strict, _) in sweeps.items():
-    best_layer = int(layer_findings(runs, strict, None)["best_layer"].iloc[0])
+    best_layer = int(findings[name]["best_layer"].iloc[0])
     n_layers = profiles[name].num_layers if name in profiles else None
     tests = pd.concat([compare_layer(runs, layer, n_layers=n_layers) for layer in sorted({strict, best_layer} - {None})])
     print(f"{name}:")
