@@ -12,7 +12,8 @@ rounds the shapes up, so a task needs a handful of graphs) and replays it:
   also leaves the input of layer ``k`` in a static buffer, and the *replay* forward, which starts at layer
   ``k`` from that buffer (:class:`~dlzo.prefix.PrefixSharing` is active only while capturing);
 * with paired passes (``paired=``, :mod:`dlzo.paired`) one graph per shape computes both losses of a step;
-* every graph shares one memory pool, so the graphs of all shapes cost about one forward's activations.
+* every graph shares one memory pool, so the graphs of all shapes cost about one forward's activations;
+* warm-up and capture run on one side stream per device (each new stream would add a cuBLAS workspace).
 
 The graphs compute the same kernels on the same (padded) inputs as the eager forward, so the losses match
 the eager :class:`~dlzo.losses.TaskLoss` on the padded batch; padding itself changes results only at the
@@ -29,6 +30,17 @@ from contextlib import nullcontext
 import torch
 
 from .prefix import PrefixSharing
+
+_SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def _side_stream(device: torch.device) -> torch.cuda.Stream:
+    """One non-default stream per device for every warm-up and capture: cuBLAS keeps a workspace (32 MiB on
+    Hopper) per stream it has seen and never frees it, so a new stream per shape would cost one per shape."""
+    device = torch.device(device)
+    if device not in _SIDE_STREAMS:
+        _SIDE_STREAMS[device] = torch.cuda.Stream(device)
+    return _SIDE_STREAMS[device]
 
 
 class _ShapeGraphs:
@@ -53,7 +65,7 @@ class _ShapeGraphs:
                 return loss_fn.compute(self.static)
 
         modes = ["paired"] if paired is not None else ["record"] if prefix is None else ["record", "replay"]
-        side = torch.cuda.Stream(device)
+        side = _side_stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with outer or nullcontext(), torch.cuda.stream(side):
             for _ in range(warmup):  # cuBLAS handles, lazy inits: never inside a capture
@@ -63,7 +75,7 @@ class _ShapeGraphs:
         with outer or nullcontext():
             for mode in modes:
                 graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=pool):
+                with torch.cuda.graph(graph, pool=pool, stream=side):
                     self.outputs.append(forward(mode))
                 self.graphs.append(graph)
                 if prefix is not None and mode == "record":

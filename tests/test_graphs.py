@@ -129,3 +129,26 @@ def test_cuda_graph_losses_equal_the_eager_forward(prefix_layer):
         assert len(graphed.shapes) == 1
     finally:
         model.to("cpu")
+
+
+@cuda
+def test_every_shape_warms_up_and_captures_on_one_side_stream(monkeypatch):
+    """cuBLAS keeps a workspace per stream it has seen: a new stream per shape would grow memory per shape."""
+    import dlzo.graphs as graphs
+
+    model, tokenizer = tiny_model(), smollm2_tokenizer()
+    model = model.to("cuda")
+    captured = []
+    real_graph = torch.cuda.graph
+    monkeypatch.setattr(torch.cuda, "graph", lambda g, **kw: captured.append(kw.get("stream")) or real_graph(g, **kw))
+    try:
+        task, batch = batch_of("sst2", 8)
+        loss_fn = make_loss_fn(model, tokenizer, task)
+        graphed = GraphedLoss(loss_fn)
+        assert graphed.prepare(batch[:2]) is not None and graphed.prepare(batch) is not None, graphed.failed
+        assert len(graphed.shapes) == 2
+        side = graphs._side_stream(model.device)
+        assert captured and all(stream is side for stream in captured)
+        assert side is graphs._side_stream(torch.device("cuda", torch.cuda.current_device()))
+    finally:
+        model.to("cpu")

@@ -78,7 +78,8 @@ def test_paired_graph_replays_the_eager_paired_forward():
     model.to("cuda")
     try:
         data = load_task_data("sst2", seed=0, data_dir=shared_data())
-        check = _paired_graph_check(model, make_loss_fn(model, tokenizer, data.task), data.train[:8], 1)
+        loss_fn, batch = make_loss_fn(model, tokenizer, data.task), data.train[:8]
+        check = _paired_graph_check(model, loss_fn, batch, loss_fn.pack(batch).padded(), 1)
         assert "paired_failed" not in check, check
         assert check["paired_graph_vs_eager_max_abs_diff"] < 1e-6 and check["paired_vs_two_forwards_max_abs_diff"] < 1e-5
     finally:
