@@ -3,7 +3,8 @@
 A grid is models × tasks × methods × seeds × (per-method) lr grid. Each run is a :class:`RunConfig`
 with a stable key; finished runs are appended as one JSON line each to a shard file of a results
 folder (``results/<sweep>/shard-<i>.jsonl``), so a sweep killed at any point resumes where it stopped,
-and several processes (``shard=(i, n)``) can fill one GPU side by side without sharing a file.
+and several processes (``shard=(i, n)``, or all runs with a shared ``claims`` folder) can fill one GPU side
+by side without sharing a file.
 """
 
 from __future__ import annotations
@@ -160,18 +161,35 @@ class ResultsStore:
             os.fsync(handle.fileno())
 
 
+def claim(claims: str | Path, key: str) -> bool:
+    """Claim run ``key`` for this process: True for exactly one caller per ``claims`` folder (an atomic
+    exclusive create), so workers sharing the folder never run the same run twice."""
+    try:
+        os.close(os.open(Path(claims) / key, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except (FileExistsError, FileNotFoundError):  # claimed already, or the sweep owning the folder has ended
+        return False
+    return True
+
+
 def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunConfig], dict],
-             shard: tuple[int, int] = (0, 1), time_budget_s: float | None = None, progress: bool = True) -> dict:
+             shard: tuple[int, int] = (0, 1), time_budget_s: float | None = None, progress: bool = True,
+             claims: str | Path | None = None) -> dict:
     """Run every not-yet-finished run of this shard; stop starting new runs once ``time_budget_s`` is spent
     (at least one run always starts, so every chunk of a long sweep makes progress).
 
-    ``run_fn(config) -> dict`` returns the run's metrics; the stored row is config + metrics + key.
-    Returns counts: ``{"done_before", "ran", "left"}``.
+    ``run_fn(config) -> dict`` returns the run's metrics; the stored row is config + metrics + key (in
+    ``shard-<i>.jsonl``). Runs go seed by seed (stable within a seed), so a sweep stopped early leaves whole
+    seeds finished rather than every seed of a few layers. Without ``claims``, shard ``(i, n)`` takes every
+    n-th run of that order. With ``claims`` (a folder shared by the workers of one sweep, as
+    ``dlzo sweep --parallel`` does), every worker walks the whole order and runs whatever no worker has
+    claimed yet, so no worker idles while another still has a queue.
+    Returns counts: ``{"done_before", "ran", "left"}`` (``left``: unfinished runs nobody has started).
     """
     index, count = shard
     if not 0 <= index < count:
         raise DlzoError(f"Shard {index} of {count} does not exist; use 0..{count - 1}.")
-    mine = [r for i, r in enumerate(runs) if i % count == index]
+    ordered = sorted(runs, key=lambda r: r.seed)
+    mine = ordered if claims is not None else [r for i, r in enumerate(ordered) if i % count == index]
     done = store.done_keys()
     todo = [r for r in mine if r.key not in done]
     start = time.perf_counter()
@@ -180,12 +198,18 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
     for config in todo:
         if ran and time_budget_s is not None and time.perf_counter() - start > time_budget_s:
             break
+        if claims is not None and not claim(claims, config.key):
+            continue
         metrics = run_fn(config)
         store.append({**config.as_dict(), **metrics, "key": config.key}, shard=index)
         ran += 1
         bar.update(1)
     bar.close()
-    return {"done_before": len(mine) - len(todo), "ran": ran, "left": len(todo) - ran}
+    if claims is None:
+        left = len(todo) - ran
+    else:
+        left = sum(1 for r in todo if not (Path(claims) / r.key).exists())
+    return {"done_before": len(mine) - len(todo), "ran": ran, "left": left}
 
 
 def select_lr(df: pd.DataFrame, by: str = "dev_score", group: list[str] | None = None,

@@ -110,6 +110,7 @@ for row in rows:
 
 # %%
 sweep = sweep_runs(ResultsStore(root / "results" / "layer_sweep_smollm2").table())
+sweep = sweep[sweep["task"] == "sst2"]  # the sweep also holds COPA and RTE runs
 per_layer = layer_summary(sweep).set_index("layer")
 full_mezo = reference_scores(sweep).set_index("kind").loc["full", "mean"]
 

@@ -297,7 +297,7 @@ sweep_file = repo_root() / "results" / "layer_sweep_smollm2" / "shard-0.jsonl"
 relation = None
 if model == "smollm2-135m" and task == "sst2" and sweep_file.is_file():
     sweep = pd.read_json(sweep_file, lines=True)
-    sweep = sweep[sweep["method"] == "layer"].assign(
+    sweep = sweep[(sweep["method"] == "layer") & (sweep["task"] == task)].assign(
         layer=lambda d: d["options"].map(lambda s: json.loads(s)["layers"][0]))
     accuracy = sweep.groupby("layer")["test_score"].mean().rename("sweep_test_acc")
     joined = summary.set_index("layer").join(accuracy, how="inner")

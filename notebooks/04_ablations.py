@@ -157,13 +157,15 @@ if len(ablations):
 #   every single layer stays near zero-shot, and full MeZO needs 1e-5 (71.4). With layer 11's gradient the
 #   largest of all layers (notebook 02), a fixed lr moves it furthest: part of its "dominance" is a step-size
 #   effect, which only a per-layer lr grid can separate from anything deeper.
-# * **On Qwen2.5-0.5B the strict first outlier layer (2) does not move at all** at any of 1e-4, 1e-3, 1e-2
-#   (its best dev checkpoint is step 0 every time, so its test score is zero-shot's 60.0). Only layer 12 at
-#   1e-4 learns (+13.4 test points with TF32, +13.9 in IEEE float32), layer 20 a little at 1e-4 in IEEE
-#   (+3.8); at 1e-3 and 1e-2 every layer's dev accuracy falls below zero-shot (47–56 at step 250). TF32
-#   changes the projected gradient of layer 2 by at most 3.5% (`dlzo bench --tf32`, 5 seeds) and the table
-#   reads the same in both precisions: the null result is not a TF32 artefact. One seed, one task, a grid
-#   that stops at 1e-4: the probe now adds 1e-5, and the every-layer Qwen sweep still has to run.
+# * **On Qwen2.5-0.5B every probed layer needs a ten-times smaller lr than on SmolLM2, and then the strict
+#   first outlier layer (2) learns too.** At 1e-5: layer 2 60.0 → 72.6, layer 12 74.3, layer 20 78.7 (dev
+#   still rising at step 1000 for all three). At 1e-4 only layer 12 learns (73.4 TF32 / 73.9 IEEE float32);
+#   layer 2 and (with TF32) layer 20 keep their zero-shot checkpoint; at 1e-3 and 1e-2 every layer's dev
+#   accuracy falls below zero-shot (47–56 at step 250). So last session's "layer 2 never moves" was an lr
+#   artefact: the grid stopped at 1e-4. Full MeZO: 1e-7 78.6, **1e-6 81.2**, 1e-5 diverges (loss ~80, kept
+#   at zero-shot). TF32 changes the projected gradient of layer 2 by at most 3.5% (`dlzo bench --tf32`, 5
+#   seeds) and the 1e-4 row reads the same in both precisions. One seed, one task: notebook 01's every-layer
+#   sweep (lr 1e-5) is where Qwen's layers are compared.
 # * **ε**: layer 11 has the largest |g| at every ε and the most accurate finite difference (relative error
 #   0.01–0.02% at ε ≤ 1e-3, 1.5% at 1e-2 vs 2–9% for the other layers shown); at ε = 1e-2 the estimate of
 #   every other layer degrades more. ε ≤ 1e-3 (MeZO's) is safe for every layer.

@@ -140,7 +140,7 @@ plt.show()
 # %%
 sweep = ResultsStore(root / sweep_results).table()
 if len(sweep):
-    runs = sweep_runs(sweep)
+    runs = sweep_runs(sweep[sweep["task"] == "sst2"])  # SST-2, the task of the benchmark above
     single = runs[runs["kind"] == "layer"].astype({"layer": int})
     full = runs[runs["kind"] == "full"]["step_time_ms"].median()
     fig, ax = plt.subplots(figsize=(7, 3.4))
@@ -186,27 +186,31 @@ if gpu_speedups and (root / gpu_speedups).is_file():
 
 # %% [markdown]
 # ## Reading the result
-# * **H200, float32 (IEEE products), SmolLM2-135M, SST-2, batch 16, medians of 20** (`bench_smollm2-135m_h200_fp32`):
-#   one eager forward 37.8 ms, two 75.3 ms; MeZO's published full step 144.2 ms; dlzo full 119.2 ms
-#   (only 1.21x faster than published in this run; 2.29x in an earlier one: eager GPU times are noisy); dlzo
-#   dominant layer 61.4 ms (0.82x two eager forwards, 2.35x faster than published). With CUDA graphs: two
-#   forwards 16.6 ms, dlzo full 44.9 ms (3.21x faster than published), dominant layer 15.9 ms (**9.1x**,
-#   0.21x two eager forwards), paired passes + graphs **13.2 ms (11.0x)**.
+# * **H200, float32 (IEEE products), SmolLM2-135M, SST-2, batch 16, medians of 20, session 5, the GPU to
+#   itself** (`bench_smollm2-135m_h200_fp32`): one eager forward 20.1 ms, two 40.8 ms; MeZO's published
+#   full step 84.9 ms (perturb 21.0, update 21.0); dlzo full 59.8 ms (**1.42x**; perturb 11.3, update 8.2,
+#   forwards the same); dlzo dominant layer 34.6 ms (0.85x two eager forwards, 2.46x faster than
+#   published). With CUDA graphs: two forwards 16.8 ms, dlzo full 37.4 ms (2.27x), dominant layer 15.2 ms
+#   (**5.6x**, 0.37x two eager forwards), paired passes + graphs **11.9 ms (7.1x)**. Eager times are
+#   launch-bound and move with the host: session 4 measured 37.8 ms per forward and 144 ms for the published
+#   step on the same chip, so compare ratios within one run only.
 # * **The < 10 ms step needs faster matrix products, not fewer launches.** A graphed float32 forward costs
 #   ~8 ms because its ~110 GFLOP (16 rows x 32 positions through 106M non-embedding weights) run on
 #   the CUDA cores; the head already projects only the scored positions (16 of 256 kept states for SST-2).
-#   With TF32 tensor cores (`--tf32`) the paired graphed step takes **7.7 ms** (12.2x faster than published in
-#   that run), in bfloat16 **7.5 ms** (12.8x). TF32 moves the ZO signal itself by up to 3.7% (projected
-#   gradient g of layer 11 over 5 seeds, same sign every time), far below the seed-to-seed spread of g;
-#   the committed sweeps use IEEE float32.
-# * **Memory:** the eager dominant-layer step peaks at 1.06x an inference forward in float32 (1.05x bf16;
-#   the fp32 master copy of layer 11 is 14 MB of it); graphed 1.35x, paired graphed 1.45x (graphs keep their
-#   activation pool, paired passes carry the ±εz buffers and a doubled upper half); first-order AdamW on the
-#   full model 4.8x.
+#   With TF32 tensor cores (`--tf32`) the paired graphed step takes **7.4 ms**, in bfloat16 **6.5 ms** (14.1x
+#   faster than that run's published step; the TF32 run shared the GPU with a test process for a few seconds,
+#   so its eager rows are noisy). TF32 moves the ZO signal itself by up to 3.7% (projected gradient g of
+#   layer 11 over 5 seeds, same sign every time), far below the seed-to-seed spread of g; the committed
+#   SmolLM2 sweeps use IEEE float32.
+# * **Memory:** the eager dominant-layer step peaks at 1.07x an inference forward in float32 (1.05x bf16;
+#   the fp32 master copy of layer 11 is 14 MB of it); graphed 1.17x, paired graphed 1.22x (session 4: 1.35x
+#   and 1.45x, before warm-up and capture shared one side stream — each new stream had cost a 32 MiB cuBLAS
+#   workspace); first-order AdamW on the full model 4.8x. dlzo's full-model step keeps an fp32 master of every
+#   weight for its exact restore (1,192 MB peak vs the published step's 895 MB).
 # * **Input length:** the speed-up over the published step falls from COPA (8 prompt tokens: 7.0x graphed,
 #   3.3x eager) and SST-2 (11: 5.2x, 2.4x) to RTE (86: 2.1x) and BoolQ (146: 1.75x), as the paper's 4.52x
 #   (COPA) to 1.12x (DROP). On long inputs the forwards are real arithmetic and graphs no longer help.
 # * **CPU (2 threads, 9 repeats, after the fused perturbation / in-place update of session 4):** published
 #   full 4,521 ms, dlzo full 2,996 ms (1.51x), dominant layer 1,019 ms (0.77x two forwards, 4.4x faster than
-#   published, 2.9x faster than dlzo full); the per-task pattern is the same. The GPU tables above predate the
-#   fused step.
+#   published, 2.9x faster than dlzo full); the per-task pattern is the same. The per-task GPU table above
+#   predates the fused step (session 3).

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from zo_helpers import tiny_llama
+from zo_helpers import saved_tiny_sst2_setup
 
 from dlzo.cli import main
 from dlzo.runfiles import read_log
@@ -14,19 +14,7 @@ SENTENCES = ["a gorgeous , witty film", "dull and lifeless", "one of the year 's
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from dlzo import load_model
-
-    _, tokenizer = load_model("smollm2-135m")
-    root = tmp_path_factory.mktemp("cli")
-    model = tiny_llama(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_attention_heads=2,
-                       num_key_value_heads=1)
-    model.save_pretrained(root / "model")
-    tokenizer.save_pretrained(root / "model")
-    (root / "data" / "sst2").mkdir(parents=True)
-    for split, n in (("train", 40), ("validation", 16)):
-        lines = [json.dumps({"idx": i, "sentence": SENTENCES[i % 8] + " ", "label": int(i % 2 == 0)}) for i in range(n)]
-        (root / "data" / "sst2" / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
-    return root
+    return saved_tiny_sst2_setup(tmp_path_factory.mktemp("cli"), SENTENCES)
 
 
 def args(root, out, *extra):

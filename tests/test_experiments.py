@@ -1,4 +1,5 @@
 import json
+import time
 
 import pandas as pd
 import pytest
@@ -37,6 +38,46 @@ def test_run_grid_resumes_and_skips_finished(tmp_path):
     assert counts == {"done_before": 3, "ran": 6, "left": 0}
     assert len(calls) == 4 + 6 and len(set(calls)) == 9
     assert run_grid(runs, store, run_fn, progress=False)["ran"] == 0
+
+
+def test_runs_go_seed_by_seed_so_a_stopped_sweep_leaves_whole_seeds(tmp_path):
+    runs = expand_grid(["m"], ["sst2", "rte"], METHODS, seeds=[0, 1, 2])  # expanded layer/method-major
+    seen = []
+    for i in range(2):
+        run_grid(runs, ResultsStore(tmp_path / str(i)), lambda c: seen.append(c.seed) or {}, shard=(i, 2),
+                 time_budget_s=0.0, progress=False)  # one run per shard: the first two of the order
+    assert seen == [0, 0]
+    order = []
+    run_grid(runs, ResultsStore(tmp_path / "all"), lambda c: order.append(c) or {}, progress=False)
+    assert [c.seed for c in order] == sorted(c.seed for c in runs)
+    assert [c.key for c in order if c.seed == 1] == [r.key for r in runs if r.seed == 1]  # stable within a seed
+
+
+def test_workers_sharing_a_claims_folder_run_every_run_exactly_once(tmp_path):
+    import threading
+
+    runs = expand_grid(["m"], ["sst2", "rte"], METHODS, seeds=[0, 1, 2])
+    store, claims = ResultsStore(tmp_path / "sweep"), tmp_path / "claims"
+    claims.mkdir()
+    ran, lock = [], threading.Lock()
+
+    def run_fn(config: RunConfig) -> dict:
+        time.sleep(0.002)
+        with lock:
+            ran.append(config.key)
+        return {"dev_score": 1.0}
+
+    first = run_grid(runs, store, run_fn, shard=(0, 3), time_budget_s=0.0, progress=False, claims=claims)
+    assert first["ran"] == 1 and first["left"] == len(runs) - 1 and ran == [sorted(runs, key=lambda r: r.seed)[0].key]
+    threads = [threading.Thread(target=run_grid, args=(runs, store, run_fn),
+                                kwargs=dict(shard=(i, 3), progress=False, claims=claims)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(ran) == sorted(r.key for r in runs)  # each run once, none skipped
+    assert store.done_keys() == {r.key for r in runs}
+    assert run_grid(runs, store, run_fn, progress=False, claims=claims) == {"done_before": len(runs), "ran": 0, "left": 0}
 
 
 def test_shards_split_the_work_and_torn_lines_are_skipped(tmp_path):

