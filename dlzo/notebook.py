@@ -4,12 +4,37 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 
+import numpy as np
 import torch
 
 
+def user_error_traceback(shell, etype, value, tb, tb_offset=None) -> list[str]:
+    """IPython's custom-exception hook for :class:`~dlzo.errors.DlzoError`: the cell fails (papermill stops
+    there) and shows the one-sentence fix instead of a library traceback. IPython ignores the hook's return
+    value, so the hook shows the error itself (as an ``error`` output in a kernel)."""
+    stb = [f"{etype.__name__}: {value}"]
+    if shell is not None:
+        shell._showtraceback(etype, value, stb)
+    return stb
+
+
+def _show_user_errors_briefly() -> None:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # not in IPython: nothing to configure
+        return
+    from .errors import DlzoError
+
+    shell = get_ipython()
+    if shell is not None:
+        shell.set_custom_exc((DlzoError,), user_error_traceback)
+
+
 def setup(threads: int | None = None, seed: int = 0, progress: bool = True) -> dict:
-    """Pin torch threads, seed, silence hub progress bars when ``progress`` is off, set the plot style.
+    """Pin torch threads, seed (torch, numpy, random), silence hub progress bars when ``progress`` is off, set the plot style, and
+    show dlzo's user errors (:class:`~dlzo.errors.DlzoError`) as their one sentence, without a traceback.
 
     Returns a small dict describing the run environment; notebooks print it so every number says which
     device it came from.
@@ -20,6 +45,8 @@ def setup(threads: int | None = None, seed: int = 0, progress: bool = True) -> d
     if threads:
         torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)  # seaborn's strip-plot jitter draws from numpy: same figure on every run
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not progress:
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
@@ -32,6 +59,7 @@ def setup(threads: int | None = None, seed: int = 0, progress: bool = True) -> d
     sns.set_theme(style="whitegrid", context="notebook")
     mpl.rcParams["svg.hashsalt"] = "dlzo"
     mpl.rcParams["figure.dpi"] = 100
+    _show_user_errors_briefly()
     return environment()
 
 

@@ -37,6 +37,7 @@ import seaborn as sns
 from IPython.display import display
 
 import dlzo
+from dlzo.errors import DlzoError
 from dlzo.experiments import grid_runs
 from dlzo.main_results import PAPER_AVERAGES, claim_tests, coverage, method_table
 from dlzo.notebook import grid_results, setup
@@ -57,6 +58,9 @@ env = setup(threads=threads or None, progress=progress)
 root = repo_root()
 out = root / output_dir
 grid, table = grid_results(main_grid, recompute, output_dir, device, dtype, progress)
+if not len(table):
+    raise DlzoError(f"{grid['name']} has no finished runs yet; run `dlzo sweep {main_grid}` (a GPU box) or set "
+                    "recompute=True.")
 print(f"dlzo {dlzo.__version__} | device: {env['device']} (this kernel) | results of {grid['name']}: {len(table)} "
       f"runs on {', '.join(sorted(table['device'].unique()))}")
 

@@ -79,3 +79,47 @@ def test_notebook_executes_with_ci_parameters(path, tmp_path):
     assert nb.metadata.papermill.parameters["progress"] is False
     figures = ROOT / load_params("ci")["output_dir"] / "figures"
     assert any(figures.glob(f"{path.stem[:3]}*.png")), "the notebook saved its figures"
+
+
+@pytest.mark.notebook
+def test_a_user_error_in_a_notebook_shows_one_sentence(tmp_path):
+    """After ``dlzo.notebook.setup()``, a DlzoError fails its cell (papermill stops) with the sentence alone."""
+    import papermill
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("from dlzo.notebook import setup\nfrom dlzo.errors import DlzoError\n"
+                                  "env = setup(progress=False)"),
+        nbformat.v4.new_code_cell("raise DlzoError('The grid has no runs yet; run dlzo sweep first.')"),
+        nbformat.v4.new_code_cell("never = True"),
+    ])
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    with pytest.raises(papermill.PapermillExecutionError) as failure:
+        papermill.execute_notebook(tmp_path / "in.ipynb", tmp_path / "out.ipynb", kernel_name="python3",
+                                   progress_bar=False)
+    assert failure.value.ename == "DlzoError" and failure.value.exec_count == 2
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    error = next(o for c in out.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error")
+    assert error.traceback == ["DlzoError: The grid has no runs yet; run dlzo sweep first."]
+
+
+def test_user_error_traceback_is_the_sentence():
+    from dlzo.errors import DlzoError
+    from dlzo.notebook import user_error_traceback
+
+    assert user_error_traceback(None, DlzoError, DlzoError("Pass a layer below 30."), None) == [
+        "DlzoError: Pass a layer below 30."]
+
+
+def test_setup_seeds_every_generator_a_figure_draws_from():
+    import random
+
+    import numpy as np
+
+    from dlzo.notebook import setup
+
+    draws = []
+    for _ in range(2):
+        setup(progress=True)
+        draws.append((np.random.rand(), random.random()))
+    assert draws[0] == draws[1]  # e.g. seaborn's strip-plot jitter: the same figure bytes on every run
