@@ -33,8 +33,9 @@ def _show_user_errors_briefly() -> None:
 
 
 def setup(threads: int | None = None, seed: int = 0, progress: bool = True) -> dict:
-    """Pin torch threads, seed (torch, numpy, random), silence hub progress bars when ``progress`` is off, set the plot style, and
-    show dlzo's user errors (:class:`~dlzo.errors.DlzoError`) as their one sentence, without a traceback.
+    """Pin torch threads, seed (torch, numpy, random), silence hub progress bars when ``progress`` is off, set
+    the plot style, and show dlzo's user errors (:class:`~dlzo.errors.DlzoError`) as their one sentence,
+    without a traceback.
 
     Returns a small dict describing the run environment; notebooks print it so every number says which
     device it came from.

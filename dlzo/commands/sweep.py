@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     start = time.perf_counter()
     counts = run_grid(runs, store, context.run, shard=_parse_shard(args.shard), time_budget_s=args.time_budget,
-                      progress=args.progress, claims=getattr(args, "claims", None))
+                      progress=args.progress, claims=args.claims)
     elapsed = time.perf_counter() - start
     rate = counts["ran"] / elapsed * 3600 if elapsed > 0 else 0.0
     print(f"{grid['name']} shard {args.shard}: ran {counts['ran']}, done before {counts['done_before']}, "
