@@ -8,7 +8,9 @@ the median of ``repeats``):
 ``two_forwards``           two of them: the floor of any two-point ZO step
 ``mezo_published_full``    MeZO's published step (princeton-nlp/MeZO ``zo_step`` + ``zo_update``): global-RNG
                            reseeding, ``p.data = p.data + scale * eps * z`` per parameter, all parameters
-``dlzo_full``              dlzo's ZO step on every parameter (fp32 masters, own generator)
+``dlzo_full``              dlzo's ZO step on every parameter (fp32 masters, own generator; on a GPU the
+                           perturbation and update loops replay CUDA graphs, :mod:`dlzo.loop_graphs`)
+``dlzo_full_eager_loops``  GPU only: ``dlzo_full`` with eager perturbation and update loops
 ``dlzo_dominant``          dlzo's ZO step on the dominant layer, prefix shared
 ``dlzo_dominant_no_prefix``  the same without prefix sharing
 ``dlzo_lora_full``         ZO on LoRA adapters of every layer
@@ -31,6 +33,7 @@ computed from medians measured in this one run.
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import statistics
@@ -46,10 +49,10 @@ from .progress import progress_bar
 from .selection import LoraSpec, Selection
 from .zo import ZOEngine, synchronize
 
-CASES = ("forward", "two_forwards", "mezo_published_full", "dlzo_full", "dlzo_dominant", "dlzo_dominant_no_prefix",
+CASES = ("forward", "two_forwards", "mezo_published_full", "dlzo_full", "dlzo_full_eager_loops", "dlzo_dominant", "dlzo_dominant_no_prefix",
          "dlzo_lora_full", "dlzo_lora_dominant", "fo_adamw_full", "two_forwards_graphed", "dlzo_full_graphed",
          "dlzo_dominant_graphed", "dlzo_dominant_paired", "dlzo_dominant_paired_graphed")
-GRAPHED = ("two_forwards_graphed", "dlzo_full_graphed", "dlzo_dominant_graphed", "dlzo_dominant_paired_graphed")
+GRAPHED = ("dlzo_full_eager_loops", "two_forwards_graphed", "dlzo_full_graphed", "dlzo_dominant_graphed", "dlzo_dominant_paired_graphed")
 
 
 def mezo_published_step(model, loss_fn, batch, eps: float, lr: float, seed: int) -> tuple[float, dict]:
@@ -96,9 +99,11 @@ class _PeakMemory:
         self.device = device
 
     def __enter__(self):
+        self.start_mb = None
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
+            self.start_mb = torch.cuda.memory_allocated(self.device) / 2**20
         else:
             try:
                 with open("/proc/self/clear_refs", "w") as handle:
@@ -142,7 +147,7 @@ def _time_case(step: Callable[[int], dict | None], device, warmup: int, repeats:
                 phases.append(out)
     row = {"median_ms": 1000 * statistics.median(walls), "min_ms": 1000 * min(walls),
            "iqr_ms": 1000 * float(np.subtract(*np.percentile(walls, [75, 25]))), "repeats": repeats,
-           "peak_mb": memory.peak_mb}
+           "peak_mb": memory.peak_mb, "start_mb": memory.start_mb}
     for phase in ("forward", "perturb", "update"):
         values = [p[phase] for p in phases if phase in p]
         row[f"{phase}_ms"] = 1000 * statistics.median(values) if values else None
@@ -167,8 +172,9 @@ def benchmark(model, tokenizer, loss_factory: Callable, batch: list, dominant_la
             p.requires_grad_(True)
         step, cleanup = _make_step(case, model, tokenizer, loss_factory, batch, dominant_layer, eps, lr)
         rows.append({"case": case, **_time_case(step, device, warmup, repeats)})
-        del step
         cleanup()
+        del step, cleanup
+        gc.collect()  # no case's leftovers count in the next case's peak
         if device.type == "cuda":
             torch.cuda.empty_cache()
     model.load_state_dict(pristine)
@@ -220,6 +226,7 @@ def _make_step(case, model, tokenizer, loss_factory, batch, dominant, eps, lr):
         return step, cleanup
     selections = {
         "dlzo_full": Selection(),
+        "dlzo_full_eager_loops": Selection(),
         "dlzo_dominant": Selection(layers=[dominant]),
         "dlzo_dominant_no_prefix": Selection(layers=[dominant]),
         "dlzo_lora_full": Selection(lora=LoraSpec()),
@@ -231,7 +238,8 @@ def _make_step(case, model, tokenizer, loss_factory, batch, dominant, eps, lr):
     }
     selected = selections[case].apply(model, tokenizer, dominant)
     engine = ZOEngine(selected, eps=eps, share_prefix=case != "dlzo_dominant_no_prefix",
-                      cuda_graphs=case.endswith("_graphed"), paired_passes="_paired" in case)
+                      cuda_graphs=case.endswith("_graphed"), paired_passes="_paired" in case,
+                      loop_graphs=case != "dlzo_full_eager_loops")
     optimizer = make_optimizer("sgd", engine.masters)
 
     def step(i):
@@ -249,6 +257,7 @@ RATIOS = {
     "dominant_vs_two_forwards": ("dlzo_dominant", "two_forwards"),
     "published_full_vs_dominant": ("mezo_published_full", "dlzo_dominant"),
     "published_full_vs_dlzo_full": ("mezo_published_full", "dlzo_full"),
+    "published_full_vs_dlzo_full_eager_loops": ("mezo_published_full", "dlzo_full_eager_loops"),
     "dlzo_full_vs_dominant": ("dlzo_full", "dlzo_dominant"),
     "dominant_no_prefix_vs_prefix": ("dlzo_dominant_no_prefix", "dlzo_dominant"),
     "dominant_peak_vs_forward_peak": ("dlzo_dominant", "forward"),

@@ -171,9 +171,31 @@ def claim(claims: str | Path, key: str) -> bool:
     return True
 
 
+def release(claims: str | Path, key: str) -> None:
+    """Give run ``key`` back to the workers of ``claims`` (after it failed in a way another try may fix)."""
+    (Path(claims) / key).unlink(missing_ok=True)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is the device running out of memory (worth another try once other runs have ended)."""
+    import torch
+
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def _free_device_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunConfig], dict],
              shard: tuple[int, int] = (0, 1), time_budget_s: float | None = None, progress: bool = True,
-             claims: str | Path | None = None) -> dict:
+             claims: str | Path | None = None, oom_retries: int = 3, oom_wait_s: float = 60.0) -> dict:
     """Run every not-yet-finished run of this shard; stop starting new runs once ``time_budget_s`` is spent
     (at least one run always starts, so every chunk of a long sweep makes progress).
 
@@ -183,6 +205,10 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
     n-th run of that order. With ``claims`` (a folder shared by the workers of one sweep, as
     ``dlzo sweep --parallel`` does), every worker walks the whole order and runs whatever no worker has
     claimed yet, so no worker idles while another still has a queue.
+
+    A run that runs out of device memory (workers sharing one GPU) is not fatal: its claim is released, the
+    worker frees its cached memory, waits ``oom_wait_s`` seconds and puts the run at the end of its queue (a
+    run with a run log resumes from it); only the ``oom_retries``-th failure of the same run is raised.
     Returns counts: ``{"done_before", "ran", "left"}`` (``left``: unfinished runs nobody has started).
     """
     index, count = shard
@@ -195,12 +221,29 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
     start = time.perf_counter()
     ran = 0
     bar = progress_bar(total=len(todo), enabled=progress, desc=f"runs (shard {index}/{count})", unit="run")
-    for config in todo:
+    queue, failures = list(todo), dict.fromkeys((r.key for r in todo), 0)
+    while queue:
+        config = queue.pop(0)
         if ran and time_budget_s is not None and time.perf_counter() - start > time_budget_s:
             break
         if claims is not None and not claim(claims, config.key):
             continue
-        metrics = run_fn(config)
+        metrics = None
+        try:
+            metrics = run_fn(config)
+        except Exception as error:
+            failures[config.key] += 1
+            if not out_of_memory(error) or failures[config.key] > oom_retries:
+                raise
+        if metrics is None:  # out of memory; outside the except block, so the run's tensors can be freed
+            warnings.warn(f"dlzo: run {config.key} ran out of device memory (try {failures[config.key]} of "
+                          f"{oom_retries + 1}); it goes back to the queue.", stacklevel=2)
+            if claims is not None:
+                release(claims, config.key)
+            _free_device_memory()
+            time.sleep(oom_wait_s)
+            queue.append(config)
+            continue
         store.append({**config.as_dict(), **metrics, "key": config.key}, shard=index)
         ran += 1
         bar.update(1)

@@ -54,6 +54,13 @@ class ZOOptimizer:
     def _decay(self, index: int) -> float:
         return self.weight_decay if self.decay[index] else 0.0
 
+    def _with_decay(self, index: int, grad: torch.Tensor, master: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``grad + wd·master`` for tensor ``index`` (``grad`` itself when it takes no decay), in place if asked."""
+        wd = self._decay(index)
+        if not wd:
+            return grad
+        return grad.add_(master, alpha=wd) if inplace else grad.add(master, alpha=wd)
+
     def hyperparameters(self) -> dict:
         return {"name": self.name, "weight_decay": self.weight_decay}
 
@@ -80,16 +87,10 @@ class ZOSGD(ZOOptimizer):
     name = "sgd"
 
     def update(self, index, master, grad, lr):
-        wd = self._decay(index)
-        if wd:
-            grad = grad.add(master, alpha=wd)
-        return master.add(grad, alpha=-lr)
+        return master.add(self._with_decay(index, grad, master), alpha=-lr)
 
     def step_(self, index, master, grad, lr):
-        wd = self._decay(index)
-        if wd:
-            grad = grad.add_(master, alpha=wd)
-        master.add_(grad, alpha=-lr)
+        master.add_(self._with_decay(index, grad, master, inplace=True), alpha=-lr)
 
 
 class ZOMomentum(ZOOptimizer):
@@ -108,11 +109,8 @@ class ZOMomentum(ZOOptimizer):
         return {**super().hyperparameters(), "momentum": self.momentum}
 
     def update(self, index, master, grad, lr):
-        wd = self._decay(index)
-        if wd:
-            grad = grad.add(master, alpha=wd)
         buf = self.buffers["momentum"][index]
-        buf.mul_(self.momentum).add_(grad)
+        buf.mul_(self.momentum).add_(self._with_decay(index, grad, master))
         return master.add(buf, alpha=-lr)
 
 
@@ -154,11 +152,7 @@ class ZOSign(ZOOptimizer):
     name = "sign"
 
     def update(self, index, master, grad, lr):
-        step = grad.sign()
-        wd = self._decay(index)
-        if wd:
-            step = step.add_(master, alpha=wd)
-        return master.add(step, alpha=-lr)
+        return master.add(self._with_decay(index, grad.sign(), master, inplace=True), alpha=-lr)
 
 
 OPTIMIZERS: dict[str, type[ZOOptimizer]] = {cls.name: cls for cls in (ZOSGD, ZOMomentum, ZOAdam, ZOSign)}

@@ -57,7 +57,7 @@ from .zo import ZOEngine
 
 BEST_CRITERIA = ("loss", "score")
 # config fields that may change when a run is resumed (they do not change the trajectory)
-RESUMABLE_CHANGES = ("steps", "max_refused", "share_prefix", "cuda_graphs", "paired_passes")
+RESUMABLE_CHANGES = ("steps", "max_refused", "share_prefix", "cuda_graphs", "paired_passes", "loop_graphs")
 
 
 @dataclass
@@ -79,6 +79,7 @@ class ZOConfig:
     share_prefix: bool = True  # compute the frozen layers below the selection once per step (same results)
     cuda_graphs: bool = False  # GPU: replay CUDA graphs of the forwards (same kernels; padded shapes, dlzo.graphs)
     paired_passes: bool = False  # one-layer selections: both signs in one forward (dlzo.paired; float rounding)
+    loop_graphs: bool = True  # GPU: replay CUDA graphs of the perturbation/update loops (same bits, dlzo.loop_graphs)
     eval_every: int | None = None  # None: evaluate at the start and the end only
     eval_at_start: bool = True  # the zero-shot model is a candidate for "best" too
     best_by: str = "loss"  # loss (lowest dev loss) | score (highest dev score)
@@ -244,7 +245,7 @@ def train(
     selected = selection if isinstance(selection, Selected) else selection.apply(model, tokenizer, dominant_layer)
     model = selected.model
     engine = ZOEngine(selected, config.eps, config.directions, config.one_sided, config.share_prefix,
-                      config.cuda_graphs, config.paired_passes)
+                      config.cuda_graphs, config.paired_passes, config.loop_graphs)
     optimizer = make_optimizer(config.optimizer, engine.masters, config.weight_decay, momentum=config.momentum,
                                betas=config.betas, eps=config.adam_eps)
     data_rng, seed_rng = run_rngs(config.seed)

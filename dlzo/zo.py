@@ -19,6 +19,9 @@ What :class:`ZOEngine` does better than the published code:
   the frozen entries keep their exact bits).
 * **CUDA graphs.** With ``cuda_graphs=True`` on a GPU, the forwards replay CUDA graphs captured once per
   padded batch shape (:mod:`dlzo.graphs`): the same kernels without Python or launch overhead.
+* **Loop graphs.** On a GPU the per-tensor loops (perturbation, ZO-SGD update) replay CUDA graphs with a
+  registered generator (:mod:`dlzo.loop_graphs`): the same kernels and the same z, checked bit for bit before
+  use, without the launch overhead of one kernel per tensor (``loop_graphs=False``: always eager).
 * **Paired passes.** With ``paired_passes=True`` and a selection inside one decoder layer, the θ+εz and θ−εz
   forwards run as one forward: the layers below once, the trained layer twice, the layers above on both
   results stacked along the batch (:mod:`dlzo.paired`; same losses up to float rounding).
@@ -45,6 +48,7 @@ import torch
 
 from .errors import DlzoError
 from .graphs import GraphedLoss
+from .loop_graphs import LoopGraphs
 from .optim import ZOOptimizer
 from .paired import PairedPasses
 from .prefix import PrefixSharing, first_selected_layer, selected_layers
@@ -101,7 +105,8 @@ class ZOEngine:
     """SPSA estimator and update over a :class:`~dlzo.selection.Selected` set, with fp32 master weights."""
 
     def __init__(self, selected: Selected, eps: float = 1e-3, directions: int = 1, one_sided: bool = False,
-                 share_prefix: bool = False, cuda_graphs: bool = False, paired_passes: bool = False):
+                 share_prefix: bool = False, cuda_graphs: bool = False, paired_passes: bool = False,
+                 loop_graphs: bool = True):
         if not eps > 0:
             raise DlzoError(f"The perturbation scale eps={eps} must be positive, e.g. 1e-3.")
         if directions < 1:
@@ -125,6 +130,7 @@ class ZOEngine:
         layers = selected_layers(selected.model, selected.names) if paired_passes and not self.one_sided else None
         self.paired_layer = layers[0] if layers and len(layers) == 1 else None
         self._pair: PairedPasses | None = None
+        self._loops = LoopGraphs(self) if loop_graphs and self.device.type == "cuda" else None
 
     # ------------------------------------------------------------------------------------ directions
     def draw(self, seed: int) -> Iterator[torch.Tensor]:
@@ -140,10 +146,16 @@ class ZOEngine:
 
     # ------------------------------------------------------------------------------------ parameters
     @torch.no_grad()
+    def write_into(self, targets: Sequence[torch.Tensor], seed: int, scale: float) -> None:
+        """Write cast(master + scale·z) into ``targets`` (one per selected tensor), eagerly."""
+        for out, master, mask, z in zip(targets, self.masters, self.masks, self.draw(seed), strict=True):
+            _write_perturbed(out, master, mask, z, scale)
+
+    @torch.no_grad()
     def write_perturbed(self, seed: int, scale: float) -> None:
-        """Write cast(master + scale·z) into the model's selected tensors."""
-        for param, master, mask, z in zip(self.params, self.masters, self.masks, self.draw(seed), strict=True):
-            _write_perturbed(param, master, mask, z, scale)
+        """Write cast(master + scale·z) into the model's selected tensors (a loop graph's replay on a GPU)."""
+        if self._loops is None or not self._loops.perturb(seed, scale):
+            self.write_into(self.params, seed, scale)
 
     @torch.no_grad()
     def write_pair(self, seed: int) -> PairedPasses:
@@ -152,6 +164,10 @@ class ZOEngine:
             plus = [torch.empty_like(p) for p in self.params]
             minus = [torch.empty_like(p) for p in self.params]
             self._pair = PairedPasses(self.selected.model, self.paired_layer, self.params, plus, minus)
+        loops = self._loops
+        if loops is not None and loops.perturb(seed, self.eps, self._pair.plus) \
+                and loops.perturb(seed, -self.eps, self._pair.minus):
+            return self._pair
         for master, mask, z, plus, minus in zip(self.masters, self.masks, self.draw(seed), self._pair.plus,
                                                 self._pair.minus, strict=True):
             _write_perturbed(plus, master, mask, z, self.eps)
@@ -298,6 +314,10 @@ class ZOEngine:
     def update(self, optimizer: ZOOptimizer, seeds: Sequence[int], g: Sequence[float], lr: float) -> float:
         """Apply one optimizer step with the estimate (seeds, g); returns the seconds it took."""
         start = time.perf_counter()
+        if len(seeds) == 1 and self._loops is not None and self._loops.update(seeds[0], g[0], lr, optimizer):
+            self.restore()
+            synchronize(self.device)
+            return time.perf_counter() - start
         optimizer.begin_step()
         for index, (master, mask, grad) in enumerate(zip(self.masters, self.masks, self.gradient(seeds, g), strict=True)):
             if mask is None:

@@ -109,8 +109,7 @@ for row in rows:
 # outlier layer.)
 
 # %%
-sweep = sweep_runs(ResultsStore(root / "results" / "layer_sweep_smollm2").table())
-sweep = sweep[sweep["task"] == "sst2"]  # the sweep also holds COPA and RTE runs
+sweep = sweep_runs(ResultsStore(root / "results" / "layer_sweep_smollm2").table(), task="sst2")  # it holds COPA, RTE too
 per_layer = layer_summary(sweep).set_index("layer")
 full_mezo = reference_scores(sweep).set_index("kind").loc["full", "mean"]
 

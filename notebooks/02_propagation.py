@@ -52,6 +52,7 @@ from scipy.stats import spearmanr
 
 import dlzo
 from dlzo.calibration import calibration_texts
+from dlzo.experiments import ResultsStore, select_lr
 from dlzo.layers import decoder_layers
 from dlzo.losses import make_loss_fn
 from dlzo.notebook import setup
@@ -59,6 +60,7 @@ from dlzo.outliers import profile_activations
 from dlzo.paths import repo_root
 from dlzo.perturbation import analyze_layers
 from dlzo.plotting import layer_axes, save_figure
+from dlzo.sweeps import layer_summary, sweep_runs
 from dlzo.tasks import load_task_data
 
 # %% tags=["parameters"]
@@ -293,13 +295,11 @@ display(sig3(ablation.reset_index()).pivot(index="layer", columns="eps"))
 # if any, predicts which layer trains best. Shown only for SmolLM2 on SST-2.
 
 # %%
-sweep_file = repo_root() / "results" / "layer_sweep_smollm2" / "shard-0.jsonl"
+sweep_table = ResultsStore(repo_root() / "results" / "layer_sweep_smollm2").table()
 relation = None
-if model == "smollm2-135m" and task == "sst2" and sweep_file.is_file():
-    sweep = pd.read_json(sweep_file, lines=True)
-    sweep = sweep[(sweep["method"] == "layer") & (sweep["task"] == task)].assign(
-        layer=lambda d: d["options"].map(lambda s: json.loads(s)["layers"][0]))
-    accuracy = sweep.groupby("layer")["test_score"].mean().rename("sweep_test_acc")
+if model == "smollm2-135m" and task == "sst2" and len(sweep_table):
+    sweep = sweep_runs(sweep_table, task=task)
+    accuracy = sweep[sweep["kind"] == "layer"].groupby("layer")["test_score"].mean().rename("sweep_test_acc")
     joined = summary.set_index("layer").join(accuracy, how="inner")
     measures = ["grad_norm", "g_abs", "sensitivity", "curvature", "prop_self", "prop_last", "amplification",
                 "fd_error", "cosine"]
@@ -325,6 +325,30 @@ if model == "smollm2-135m" and task == "sst2" and sweep_file.is_file():
         save_figure(fig, "02_sweep_relation", out / "figures")
         plt.show()
 print("sweep relation:", "computed" if relation is not None else "not available for these settings")
+
+# %% [markdown]
+# ## First-order single-layer sweep beside the ZO sweep
+# The paper says first-order fine-tuning has no dominant layer. `experiments/fo_layer_sweep_smollm2.yaml`
+# trains every layer alone with AdamW (MeZO's fine-tuning budget: 625 steps at batch 8, lr picked per layer on
+# dev) beside full-model AdamW; this cell draws it next to the ZO sweep once its results exist.
+
+# %% tags=["nbval-check-output"]
+fo_table = ResultsStore(repo_root() / "results" / "fo_layer_sweep_smollm2").table()
+if model == "smollm2-135m" and task == "sst2" and len(fo_table) and len(sweep_table):
+    fo = sweep_runs(select_lr(fo_table, by="dev_score"), task=task)
+    zo = sweep_runs(sweep_table, task=task)
+    both = pd.concat([layer_summary(zo).assign(trainer="ZO (MeZO-SGD, lr 1e-3)"),
+                      layer_summary(fo).assign(trainer="first order (AdamW, lr on dev)")])
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    sns.lineplot(data=both, x="layer", y="mean", hue="trainer", marker="o", ax=ax)
+    ax.axvline(strict_layer, color="crimson", ls="--", lw=1, label=f"strict outlier layer {strict_layer}")
+    ax.set_ylabel(f"{task} test accuracy (%)")
+    ax.legend(fontsize=8)
+    save_figure(fig, "02_fo_vs_zo_layers", out / "figures")
+    plt.show()
+    print(both.pivot_table(index="layer", columns="trainer", values="mean").round(1).to_string())
+else:
+    print("first-order layer sweep: not run yet (experiments/fo_layer_sweep_smollm2.yaml)")
 
 # %% [markdown]
 # ## Reading the result

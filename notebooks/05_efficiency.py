@@ -140,7 +140,7 @@ plt.show()
 # %%
 sweep = ResultsStore(root / sweep_results).table()
 if len(sweep):
-    runs = sweep_runs(sweep[sweep["task"] == "sst2"])  # SST-2, the task of the benchmark above
+    runs = sweep_runs(sweep, task="sst2")  # SST-2, the task of the benchmark above
     single = runs[runs["kind"] == "layer"].astype({"layer": int})
     full = runs[runs["kind"] == "full"]["step_time_ms"].median()
     fig, ax = plt.subplots(figsize=(7, 3.4))
@@ -186,27 +186,29 @@ if gpu_speedups and (root / gpu_speedups).is_file():
 
 # %% [markdown]
 # ## Reading the result
-# * **H200, float32 (IEEE products), SmolLM2-135M, SST-2, batch 16, medians of 20, session 5, the GPU to
-#   itself** (`bench_smollm2-135m_h200_fp32`): one eager forward 20.1 ms, two 40.8 ms; MeZO's published
-#   full step 84.9 ms (perturb 21.0, update 21.0); dlzo full 59.8 ms (**1.42x**; perturb 11.3, update 8.2,
-#   forwards the same); dlzo dominant layer 34.6 ms (0.85x two eager forwards, 2.46x faster than
-#   published). With CUDA graphs: two forwards 16.8 ms, dlzo full 37.4 ms (2.27x), dominant layer 15.2 ms
-#   (**5.6x**, 0.37x two eager forwards), paired passes + graphs **11.9 ms (7.1x)**. Eager times are
-#   launch-bound and move with the host: session 4 measured 37.8 ms per forward and 144 ms for the published
-#   step on the same chip, so compare ratios within one run only.
+# * **H200, SmolLM2-135M, SST-2, batch 16, medians of 20, session 6** (`bench_smollm2-135m_h200_tf32`, the
+#   clean eager reference: the host was busy during the fp32 run, whose eager rows are noisy): one eager
+#   forward 20.6 ms, two 39.7 ms; MeZO's published full step 84.2 ms (perturb 20.8, update 21.0); dlzo full
+#   51.5 ms (**1.64x**; its perturbation and update loops replay CUDA graphs, 4.9 and 3.2 ms; with eager
+#   loops 62.0 ms, 1.36x); dlzo dominant layer 34.5 ms (0.87x two eager forwards, 2.44x faster than
+#   published). With CUDA graphs for the forwards: two forwards 11.2 ms, dlzo full 19.7 ms (4.3x), dominant
+#   layer 10.0 ms (**8.4x**), paired passes + graphs **7.0 ms (12.0x)**; in IEEE fp32 the graphed dominant
+#   step is 15.0 ms (6.0x) and the paired one 11.3 ms (8.0x). Eager times are launch-bound and move with the
+#   host: session 4 measured 37.8 ms per forward and 144 ms for the published step on the same chip, so
+#   compare ratios within one run only.
 # * **The < 10 ms step needs faster matrix products, not fewer launches.** A graphed float32 forward costs
 #   ~8 ms because its ~110 GFLOP (16 rows x 32 positions through 106M non-embedding weights) run on
 #   the CUDA cores; the head already projects only the scored positions (16 of 256 kept states for SST-2).
-#   With TF32 tensor cores (`--tf32`) the paired graphed step takes **7.4 ms**, in bfloat16 **6.5 ms** (14.1x
-#   faster than that run's published step; the TF32 run shared the GPU with a test process for a few seconds,
-#   so its eager rows are noisy). TF32 moves the ZO signal itself by up to 3.7% (projected gradient g of
+#   With TF32 tensor cores (`--tf32`) the paired graphed step takes **7.0 ms**, in bfloat16 **5.8 ms** (15.7x
+#   faster than that run's published step). TF32 moves the ZO signal itself by up to 3.7% (projected gradient g of
 #   layer 11 over 5 seeds, same sign every time), far below the seed-to-seed spread of g; the committed
 #   SmolLM2 sweeps use IEEE float32.
-# * **Memory:** the eager dominant-layer step peaks at 1.07x an inference forward in float32 (1.05x bf16;
-#   the fp32 master copy of layer 11 is 14 MB of it); graphed 1.17x, paired graphed 1.22x (session 4: 1.35x
-#   and 1.45x, before warm-up and capture shared one side stream — each new stream had cost a 32 MiB cuBLAS
-#   workspace); first-order AdamW on the full model 4.8x. dlzo's full-model step keeps an fp32 master of every
-#   weight for its exact restore (1,192 MB peak vs the published step's 895 MB).
+# * **Memory:** the eager dominant-layer step peaks at 1.06-1.07x an inference forward in float32 (1.05x
+#   bf16); graphed 1.15-1.16x, paired graphed 1.20-1.21x; first-order AdamW on the full model 4.8x. The
+#   bench's `start_mb` (resident memory when the timed repeats start) shows the fp32 excess is resident, not
+#   transient: 33-38 MB above the forward, 13.5 MiB of it the fp32 master of layer 11 (in bf16 the master is
+#   all of it); the other ~20-25 MB in fp32 is not yet explained. dlzo's full-model step keeps an fp32 master
+#   of every weight for its exact restore (1,102 MB peak vs the published step's 895 MB).
 # * **Input length:** the speed-up over the published step falls from COPA (8 prompt tokens: 7.0x graphed,
 #   3.3x eager) and SST-2 (11: 5.2x, 2.4x) to RTE (86: 2.1x) and BoolQ (146: 1.75x), as the paper's 4.52x
 #   (COPA) to 1.12x (DROP). On long inputs the forwards are real arithmetic and graphs no longer help.

@@ -80,6 +80,46 @@ def test_workers_sharing_a_claims_folder_run_every_run_exactly_once(tmp_path):
     assert run_grid(runs, store, run_fn, progress=False, claims=claims) == {"done_before": len(runs), "ran": 0, "left": 0}
 
 
+def test_a_run_out_of_device_memory_goes_back_to_the_queue(tmp_path):
+    import torch
+
+    runs = expand_grid(["m"], ["sst2"], METHODS, seeds=[0])
+    victim = sorted(runs, key=lambda r: r.seed)[0].key
+    store, claims = ResultsStore(tmp_path / "sweep"), tmp_path / "claims"
+    claims.mkdir()
+    tries = []
+
+    def run_fn(config: RunConfig) -> dict:
+        tries.append(config.key)
+        if config.key == victim and tries.count(victim) <= 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 18.00 MiB.")
+        return {"dev_score": 1.0}
+
+    with pytest.warns(UserWarning, match="ran out of device memory"):
+        counts = run_grid(runs, store, run_fn, progress=False, claims=claims, oom_wait_s=0.0)
+    assert counts == {"done_before": 0, "ran": len(runs), "left": 0} and store.done_keys() == {r.key for r in runs}
+    assert tries.count(victim) == 3 and tries[-1] == victim  # retried at the end of the queue, twice
+    assert (claims / victim).exists()  # claimed again by the try that finished it
+
+
+def test_other_errors_and_a_run_that_keeps_running_out_of_memory_are_raised(tmp_path):
+    import torch
+
+    runs = expand_grid(["m"], ["sst2"], METHODS, seeds=[0])
+
+    def broken(config: RunConfig) -> dict:
+        raise ValueError("a bug")
+
+    with pytest.raises(ValueError, match="a bug"):
+        run_grid(runs, ResultsStore(tmp_path / "a"), broken, progress=False, oom_wait_s=0.0)
+
+    def hungry(config: RunConfig) -> dict:
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.warns(UserWarning), pytest.raises(torch.OutOfMemoryError):
+        run_grid(runs, ResultsStore(tmp_path / "b"), hungry, progress=False, oom_retries=2, oom_wait_s=0.0)
+
+
 def test_shards_split_the_work_and_torn_lines_are_skipped(tmp_path):
     runs = expand_grid(["m"], ["sst2"], METHODS, seeds=[0, 1])
     store = ResultsStore(tmp_path)

@@ -33,6 +33,9 @@ def add_parser(sub) -> None:
                    help="replay CUDA graphs of the ZO forwards (GPU only; same kernels on padded batches)")
     p.add_argument("--paired-passes", action="store_true",
                    help="single-layer selections: the + and - forwards as one forward (float rounding differs)")
+    p.add_argument("--no-loop-graphs", dest="loop_graphs", action="store_false",
+                   help="run the perturbation/update loops eagerly on a GPU too (by default they replay CUDA graphs, "
+                   "checked bit for bit against the eager loops)")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel ZO under torchrun: each rank runs its shard of every batch")
     sel = p.add_argument_group("selection")
@@ -112,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "zo":
         config = ZOConfig(eps=args.eps, optimizer=args.optimizer, directions=args.directions,
                           one_sided=args.one_sided, checkpoint_every=args.checkpoint_every,
-                          cuda_graphs=args.cuda_graphs, paired_passes=args.paired_passes, **common)
+                          cuda_graphs=args.cuda_graphs, paired_passes=args.paired_passes,
+                          loop_graphs=args.loop_graphs, **common)
     else:
         if args.resume or args.distributed:
             raise DlzoError("First-order runs neither resume nor shard; drop --resume/--distributed or use --method zo.")

@@ -11,6 +11,9 @@ smol=$(python3 -c "import importlib.util as u, pathlib; d = u.find_spec('llm_smo
 split -b 47M -d "$smol" .stage/smol.part
 qwen="${DLZO_CACHE:-$HOME/.cache/dlzo}/gguf/qwen2.5-0.5b.gguf"
 [ -f "$qwen" ] || python3 -c "from dlzo.models import load_model; load_model('qwen2.5-0.5b', device='cpu')"
-split -b 55M -d -a 2 "$qwen" .stage/q.part
+rm -f .stage/q.part*
+split -b 38M -d -a 2 "$qwen" .stage/q.part  # 38 MiB: a part plus the ~10 MB checkout stays under 64 MiB
+ls .stage/q.part* | wc -l > .gpu/qparts
+sha256sum "$qwen" | cut -d' ' -f1 > .gpu/qwen.sha256
 pip download -q --no-deps -d .whl gguf==0.19.0 pytest iniconfig pluggy
 ls -la .gpu .stage .whl
