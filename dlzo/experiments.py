@@ -193,9 +193,28 @@ def _free_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def wait_for_free_memory(min_gib: float, device: str = "cuda", poll_s: float = 10.0,
+                         timeout_s: float = 1800.0) -> float:
+    """Block until the GPU has ``min_gib`` GiB free (``torch.cuda.mem_get_info``: the whole device, every
+    process on it) or ``timeout_s`` has passed (then warn and go on); returns the seconds waited. For sweep
+    workers sharing one GPU: a worker starts its next run only when the run fits."""
+    import torch
+
+    start = time.perf_counter()
+    while torch.cuda.mem_get_info(torch.device(device))[0] < min_gib * 2**30:
+        waited = time.perf_counter() - start
+        if waited >= timeout_s:
+            warnings.warn(f"dlzo: the GPU still has less than {min_gib:g} GiB free after {waited:.0f} s; "
+                          "starting the next run anyway.", stacklevel=2)
+            break
+        time.sleep(poll_s)
+    return time.perf_counter() - start
+
+
 def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunConfig], dict],
              shard: tuple[int, int] = (0, 1), time_budget_s: float | None = None, progress: bool = True,
-             claims: str | Path | None = None, oom_retries: int = 3, oom_wait_s: float = 60.0) -> dict:
+             claims: str | Path | None = None, oom_retries: int = 3, oom_wait_s: float = 60.0,
+             before_run: Callable[[], object] | None = None) -> dict:
     """Run every not-yet-finished run of this shard; stop starting new runs once ``time_budget_s`` is spent
     (at least one run always starts, so every chunk of a long sweep makes progress).
 
@@ -209,6 +228,7 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
     A run that runs out of device memory (workers sharing one GPU) is not fatal: its claim is released, the
     worker frees its cached memory, waits ``oom_wait_s`` seconds and puts the run at the end of its queue (a
     run with a run log resumes from it); only the ``oom_retries``-th failure of the same run is raised.
+    ``before_run()`` is called before each run is claimed (e.g. :func:`wait_for_free_memory`).
     Returns counts: ``{"done_before", "ran", "left"}`` (``left``: unfinished runs nobody has started).
     """
     index, count = shard
@@ -226,6 +246,10 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
         config = queue.pop(0)
         if ran and time_budget_s is not None and time.perf_counter() - start > time_budget_s:
             break
+        if claims is not None and (Path(claims) / config.key).exists():
+            continue  # taken already: no need to wait for memory for it
+        if before_run is not None:
+            before_run()
         if claims is not None and not claim(claims, config.key):
             continue
         metrics = None

@@ -120,6 +120,32 @@ def test_other_errors_and_a_run_that_keeps_running_out_of_memory_are_raised(tmp_
         run_grid(runs, ResultsStore(tmp_path / "b"), hungry, progress=False, oom_retries=2, oom_wait_s=0.0)
 
 
+def test_workers_wait_for_free_gpu_memory_before_claiming_a_run(tmp_path, monkeypatch):
+    import torch
+
+    from dlzo import experiments
+
+    free = iter([1 * 2**30, 3 * 2**30, 9 * 2**30])  # GiB free at each poll
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (next(free), 80 * 2**30))
+    naps = []
+    monkeypatch.setattr(experiments.time, "sleep", naps.append)
+    experiments.wait_for_free_memory(8.0, poll_s=5.0)
+    assert naps == [5.0, 5.0]  # two polls below 8 GiB, the third one starts the run
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (0, 80 * 2**30))
+    with pytest.warns(UserWarning, match="less than 8 GiB free"):
+        experiments.wait_for_free_memory(8.0, poll_s=0.0, timeout_s=0.0)
+
+    runs = expand_grid(["m"], ["sst2"], METHODS, seeds=[0])
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    taken = sorted(runs, key=lambda r: r.seed)[0].key
+    (claims / taken).touch()  # another worker has it
+    waits = []
+    counts = run_grid(runs, ResultsStore(tmp_path / "sweep"), lambda c: {}, progress=False, claims=claims,
+                      before_run=lambda: waits.append(1))
+    assert counts["ran"] == len(runs) - 1 and len(waits) == len(runs) - 1  # no wait for the claimed run
+
+
 def test_shards_split_the_work_and_torn_lines_are_skipped(tmp_path):
     runs = expand_grid(["m"], ["sst2"], METHODS, seeds=[0, 1])
     store = ResultsStore(tmp_path)

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _args(**overrides) -> argparse.Namespace:
     values = dict(grid="g.yaml", dtype="float32", device="cuda", data_dir=None, threads=None, time_budget=300.0,
-                  run_logs="logs", cuda_graphs=True, paired_passes=False, parallel=2)
+                  run_logs="logs", cuda_graphs=True, paired_passes=False, parallel=2, min_free_gb=None)
     return argparse.Namespace(**{**values, **overrides})
 
 
@@ -28,6 +28,8 @@ def test_workers_get_every_setting_and_their_shard():
                  "--shard 1/4"):
         assert part in text
     assert "--paired-passes" not in text and "--data-dir" not in text and "--tf32" not in text
+    assert "--min-free-gb" not in text
+    assert "--min-free-gb 6.0" in " ".join(worker_command(_args(min_free_gb=6.0), "results/g", 0, 2))
     assert "--tf32" in worker_command(_args(tf32=True), "results/g", 0, 2)
     assert "--claims" not in text
     assert " --claims /tmp/c --shard 0/2" in " ".join(worker_command(_args(), "results/g", 0, 2, "/tmp/c"))
@@ -102,3 +104,15 @@ def test_parallel_workers_share_the_grid_and_run_each_run_once(tmp_path):
     rows = ResultsStore(tmp_path / "results").rows()
     assert len(rows) == 4 and len({r["key"] for r in rows}) == 4 and {r["seed"] for r in rows} == {0, 1, 2, 3}
     assert "2 workers finished" in done.stdout
+
+
+def test_min_free_gb_on_the_cpu_is_one_clear_error(capsys, tmp_path):
+    from dlzo.cli import main
+
+    code = main(["sweep", str(ROOT / "experiments" / "ci" / "layer_sweep.yaml"), "--device", "cpu",
+                 "--min-free-gb", "4", "--results", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1] == "error: --min-free-gb needs a CUDA device; drop it or pass --device cuda."
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())  # nothing half-written
+    assert main(["sweep", str(ROOT / "experiments" / "ci" / "layer_sweep.yaml"), "--device", "cpu", "--parallel", "2",
+                 "--min-free-gb", "4", "--results", str(tmp_path / "r")]) == 2  # refused before any worker starts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import signal
@@ -48,6 +49,9 @@ def add_parser(sub) -> None:
     p.add_argument("--claims", default=None,
                    help="a folder shared by the workers of one sweep: each worker runs any run no worker has claimed "
                    "yet instead of a fixed shard (--parallel sets this up itself)")
+    p.add_argument("--min-free-gb", type=float, default=None,
+                   help="GPU: start a run only when the device has this many GiB free (all processes counted; "
+                   "waits up to 30 minutes), so --parallel workers do not start runs that cannot fit")
     p.add_argument("--list", action="store_true", help="only print how many runs are done and left")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     p.set_defaults(func=run)
@@ -62,8 +66,9 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments import ResultsStore, grid_runs, load_grid, run_grid
+    from ..experiments import ResultsStore, grid_runs, load_grid, run_grid, wait_for_free_memory
     from ..layers import num_layers
+    from ..models import pick_device
     from ..paths import repo_root
     from ..recipes import RunContext
 
@@ -71,10 +76,15 @@ def run(args: argparse.Namespace) -> int:
     grid = load_grid(args.grid)
     folder = args.results or str((repo_root() or Path(".")) / "results" / grid["name"])
     store = ResultsStore(folder)
+    if args.min_free_gb is not None and not pick_device(args.device).startswith("cuda"):
+        raise DlzoError("--min-free-gb needs a CUDA device; drop it or pass --device cuda.")
     if args.parallel > 1:
         return _run_parallel(args, folder)
     context = RunContext(device=args.device, dtype=args.dtype, data_dir=args.data_dir, progress=False,
                          cuda_graphs=args.cuda_graphs, paired_passes=args.paired_passes, run_logs=args.run_logs)
+    before_run = None
+    if args.min_free_gb is not None:
+        before_run = functools.partial(wait_for_free_memory, args.min_free_gb, context.device)
     runs = grid_runs(grid, layers_of=lambda name: num_layers(context.model(name)[0]))
     if args.list:
         done = store.done_keys()
@@ -82,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     start = time.perf_counter()
     counts = run_grid(runs, store, context.run, shard=_parse_shard(args.shard), time_budget_s=args.time_budget,
-                      progress=args.progress, claims=args.claims)
+                      progress=args.progress, claims=args.claims, before_run=before_run)
     elapsed = time.perf_counter() - start
     rate = counts["ran"] / elapsed * 3600 if elapsed > 0 else 0.0
     print(f"{grid['name']} shard {args.shard}: ran {counts['ran']}, done before {counts['done_before']}, "
@@ -97,7 +107,8 @@ def worker_command(args: argparse.Namespace, folder: str, index: int, count: int
     base = [sys.executable, "-m", "dlzo", "sweep", args.grid, "--results", folder, "--dtype", args.dtype,
             "--no-progress"]
     for flag, value in (("--device", args.device), ("--data-dir", args.data_dir), ("--threads", args.threads),
-                        ("--time-budget", args.time_budget), ("--run-logs", args.run_logs)):
+                        ("--time-budget", args.time_budget), ("--run-logs", args.run_logs),
+                        ("--min-free-gb", args.min_free_gb)):
         if value is not None:
             base += [flag, str(value)]
     base += [flag for flag, on in (("--cuda-graphs", args.cuda_graphs), ("--paired-passes", args.paired_passes),

@@ -4,7 +4,7 @@ cd /root/code; source .gpu/env.sh; export PYTHONPATH=/root/code:/root/site
 F="--device cuda --cuda-graphs --paired-passes --tf32 --no-progress"
 date; python3 -c "from dlzo.models import load_model; load_model('qwen2.5-0.5b', device='cpu', progress=False)"
 date; python3 -m dlzo sweep experiments/layer_sweep_qwen2.5-0.5b.yaml --results /root/res/layer_sweep_qwen2.5-0.5b \
-  --run-logs /root/logs/qsweep --parallel 8 $F
+  --run-logs /root/logs/qsweep --parallel 8 --min-free-gb 14 $F
 date; python3 -m dlzo sweep experiments/main_core_qwen2.5-0.5b.yaml --results /root/res/main_core_qwen2.5-0.5b \
-  --run-logs /root/logs/qcore --parallel 6 $F
+  --run-logs /root/logs/qcore --parallel 6 --min-free-gb 14 $F
 date; echo QWEN DONE
