@@ -115,14 +115,10 @@ class LoopGraphs:
         return True
 
     def _capture_perturb(self, targets: list[torch.Tensor], scale: float):
-        from .zo import _write_perturbed  # the eager kernels, captured as they are
-
         engine = self.engine
 
-        def body(generator):
-            for out, master, mask in zip(targets, engine.masters, engine.masks, strict=True):
-                z = torch.randn(master.shape, generator=generator, device=master.device, dtype=master.dtype)
-                _write_perturbed(out, master, mask, z, scale)
+        def body(generator):  # the eager loop's own code, drawing from the registered generator
+            engine.write_directions(targets, engine.draw_from(lambda _device: generator), scale)
 
         with torch.no_grad():
             engine.write_into(targets, CHECK_SEED, scale)  # eager: the reference bits (and a warm-up)
@@ -163,15 +159,9 @@ class LoopGraphs:
         engine = self.engine
         weight = torch.zeros((), device=self.device, dtype=engine.masters[0].dtype)
 
-        def body(generator):
-            for index, (master, mask) in enumerate(zip(engine.masters, engine.masks, strict=True)):
-                grad = torch.randn(master.shape, generator=generator, device=master.device, dtype=master.dtype)
-                grad = grad.mul_(weight)
-                if mask is None:
-                    optimizer.step_(index, master, grad, lr)
-                else:
-                    grad.masked_fill_(~mask, 0.0)
-                    master.copy_(torch.where(mask, optimizer.update(index, master, grad, lr), master))
+        def body(generator):  # the eager update's own code, with the weight g as a device scalar
+            grads = engine.combine([engine.draw_from(lambda _device: generator)], [weight])
+            engine.apply_gradient(optimizer, grads, lr)
 
         generator = torch.Generator(device=self.device)
         return self._capture(body, generator), generator, weight

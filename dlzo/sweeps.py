@@ -21,7 +21,7 @@ from .errors import DlzoError
 from .recipes import random_layer
 from .stats import bootstrap_ci, paired_comparison
 
-FULL_METHODS = {"zero_shot": "zero_shot", "mezo_full": "full", "fo_full": "full"}  # every other method: "layer"
+RUN_KINDS = {"zero_shot": "zero_shot", "mezo_full": "full", "fo_full": "full"}  # every other method: "layer"
 
 
 def layer_of(trained_layers: str) -> int | None:
@@ -34,18 +34,16 @@ def layer_of(trained_layers: str) -> int | None:
 
 def sweep_runs(table: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
     """The sweep's rows with a ``layer`` column (single-layer runs) and a ``kind``: layer / full (full MeZO, or
-    full first-order AdamW in a first-order sweep) / zero_shot;
-    with ``task``, only that task's rows (a sweep grid may hold several tasks)."""
+    full first-order AdamW in a first-order sweep) / zero_shot; with ``task``, only that task's rows (a sweep
+    grid may hold several tasks)."""
     if table.empty:
         raise DlzoError("The sweep's results table is empty; run the sweep (or set recompute) first.")
-    df = table.copy()
-    if task is not None:
-        df = df[df["task"] == task]
-        if df.empty:
-            tasks = ", ".join(sorted(table["task"].unique()))
-            raise DlzoError(f"The sweep has no {task!r} runs; choose one of: {tasks}.")
+    df = (table if task is None else table[table["task"] == task]).copy()
+    if task is not None and df.empty:
+        tasks = ", ".join(sorted(table["task"].unique()))
+        raise DlzoError(f"The sweep has no {task!r} runs; choose one of: {tasks}.")
     df["layer"] = df["trained_layers"].map(layer_of)
-    df["kind"] = df["method"].map(lambda m: FULL_METHODS.get(m, "layer"))
+    df["kind"] = df["method"].map(lambda m: RUN_KINDS.get(m, "layer"))
     return df
 
 

@@ -137,18 +137,30 @@ class ZOEngine:
         """The direction z of ``seed``: one tensor per selected tensor (in its master's dtype), in order,
         from a fresh generator per device (so several directions can be drawn side by side)."""
         generators: dict[torch.device, torch.Generator] = {}
+
+        def generator_for(device: torch.device) -> torch.Generator:
+            if device not in generators:
+                generators[device] = torch.Generator(device=device)
+                generators[device].manual_seed(int(seed))
+            return generators[device]
+        return self.draw_from(generator_for)
+
+    def draw_from(self, generator_for: Callable[[torch.device], torch.Generator]) -> Iterator[torch.Tensor]:
+        """z drawn tensor by tensor from ``generator_for(device)`` as it stands (:meth:`draw` seeds fresh ones; a
+        loop graph captures these kernels with its registered generator)."""
         for master in self.masters:
-            gen = generators.get(master.device)
-            if gen is None:
-                gen = generators[master.device] = torch.Generator(device=master.device)
-                gen.manual_seed(int(seed))
-            yield torch.randn(master.shape, generator=gen, device=master.device, dtype=master.dtype)
+            yield torch.randn(master.shape, generator=generator_for(master.device), device=master.device,
+                              dtype=master.dtype)
 
     # ------------------------------------------------------------------------------------ parameters
     @torch.no_grad()
     def write_into(self, targets: Sequence[torch.Tensor], seed: int, scale: float) -> None:
         """Write cast(master + scale·z) into ``targets`` (one per selected tensor), eagerly."""
-        for out, master, mask, z in zip(targets, self.masters, self.masks, self.draw(seed), strict=True):
+        self.write_directions(targets, self.draw(seed), scale)
+
+    def write_directions(self, targets: Sequence[torch.Tensor], zs: Iterator[torch.Tensor], scale: float) -> None:
+        """Write cast(master + scale·z) into ``targets`` for the directions ``zs`` (one tensor each)."""
+        for out, master, mask, z in zip(targets, self.masters, self.masks, zs, strict=True):
             _write_perturbed(out, master, mask, z, scale)
 
     @torch.no_grad()
@@ -301,14 +313,26 @@ class ZOEngine:
     # ------------------------------------------------------------------------------------ update
     def gradient(self, seeds: Sequence[int], g: Sequence[float]) -> Iterator[torch.Tensor]:
         """ĝ = mean_j g_j·z_j, one tensor per selected tensor (zero on masked-out entries)."""
-        weights = [gj / len(seeds) for gj in g]
-        for mask, zs in zip(self.masks, zip(*(self.draw(s) for s in seeds), strict=True), strict=True):
+        return self.combine([self.draw(s) for s in seeds], [gj / len(seeds) for gj in g])
+
+    def combine(self, directions: Sequence[Iterator[torch.Tensor]], weights: Sequence) -> Iterator[torch.Tensor]:
+        """Σ_j weights_j·z_j over ``directions`` (each yields one z per selected tensor), zero on masked-out
+        entries; the first weight may be a 0-dim tensor (a loop graph's device scalar), the others floats."""
+        for mask, zs in zip(self.masks, zip(*directions, strict=True), strict=True):
             grad = zs[0].mul_(weights[0])
             for w, z in zip(weights[1:], zs[1:], strict=True):
                 grad.add_(z, alpha=w)
             if mask is not None:
                 grad.masked_fill_(~mask, 0.0)
             yield grad
+
+    def apply_gradient(self, optimizer: ZOOptimizer, grads: Iterator[torch.Tensor], lr: float) -> None:
+        """One optimizer step on the masters with ``grads`` (one per selected tensor; masked entries unchanged)."""
+        for index, (master, mask, grad) in enumerate(zip(self.masters, self.masks, grads, strict=True)):
+            if mask is None:
+                optimizer.step_(index, master, grad, lr)
+            else:
+                master.copy_(torch.where(mask, optimizer.update(index, master, grad, lr), master))
 
     @torch.no_grad()
     def update(self, optimizer: ZOOptimizer, seeds: Sequence[int], g: Sequence[float], lr: float) -> float:
@@ -319,11 +343,7 @@ class ZOEngine:
             synchronize(self.device)
             return time.perf_counter() - start
         optimizer.begin_step()
-        for index, (master, mask, grad) in enumerate(zip(self.masters, self.masks, self.gradient(seeds, g), strict=True)):
-            if mask is None:
-                optimizer.step_(index, master, grad, lr)
-            else:
-                master.copy_(torch.where(mask, optimizer.update(index, master, grad, lr), master))
+        self.apply_gradient(optimizer, self.gradient(seeds, g), lr)
         self.restore()
         synchronize(self.device)
         return time.perf_counter() - start

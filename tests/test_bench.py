@@ -2,14 +2,14 @@ import pytest
 import torch
 from zo_helpers import lm_loss_fn, tiny_llama, token_examples
 
-from dlzo.bench import CASES, GRAPHED, benchmark, graph_check, mezo_published_step, precision_check
+from dlzo.bench import CASES, GPU_ONLY, benchmark, graph_check, mezo_published_step, precision_check
 
 
 def test_benchmark_times_every_case_and_leaves_the_model_as_it_was():
     model = tiny_llama()
     before = {n: t.clone() for n, t in model.state_dict().items()}
     table = benchmark(model, None, lm_loss_fn, token_examples(8), dominant_layer=2, warmup=1, repeats=2)
-    assert list(table.index) == [c for c in CASES if c not in GRAPHED]  # graphed cases: CUDA only
+    assert list(table.index) == [c for c in CASES if c not in GPU_ONLY]  # graphed cases: CUDA only
     assert (table["median_ms"] > 0).all() and (table["peak_mb"].notna()).all()
     assert table.loc["dlzo_dominant", "forward_ms"] is not None and table.loc["forward", "forward_ms"] != table.loc[
         "forward", "forward_ms"]  # plain forwards have no phase breakdown (NaN)
