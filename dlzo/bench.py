@@ -28,7 +28,12 @@ says how far their losses are from the eager forward's on the same padded batch.
 
 Each case also reports its phase breakdown (forward / perturb / update; ZO cases) and peak memory (CUDA
 allocator peak on a GPU; peak resident set size on the CPU, Linux only), and the ratios that matter are
-computed from medians measured in this one run.
+computed from medians measured in this one run. On a GPU the allocator counts whole blocks, which can be up to
+1 MiB larger than the tensor they hold; ``peak_requested_mb`` / ``start_requested_mb`` count the bytes the
+tensors asked for. Cases that rebind the parameters' storage (MeZO's ``p.data = p.data + ...``) run after all
+the others, so that every other case sees the weights in the blocks they were loaded into (session 7's
+allocator snapshot, ``results/bench/memory``: after the published case ~300 MiB of fp32 weights lived in
+blocks it had allocated, and the next cases started 12-25 MB higher).
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ CASES = ("forward", "two_forwards", "mezo_published_full", "dlzo_full", "dlzo_fu
 # cases that only a CUDA device runs (on the CPU they would repeat the eager ones)
 GPU_ONLY = ("dlzo_full_eager_loops", "two_forwards_graphed", "dlzo_full_graphed", "dlzo_dominant_graphed",
             "dlzo_dominant_paired_graphed")
+# cases that leave the weights in new storage (``p.data = ...``): they run last (memory of the other cases)
+REBINDS_PARAMETERS = ("mezo_published_full",)
 
 
 def mezo_published_step(model, loss_fn, batch, eps: float, lr: float, seed: int) -> tuple[float, dict]:
@@ -101,11 +108,12 @@ class _PeakMemory:
         self.device = device
 
     def __enter__(self):
-        self.start_mb = None
+        self.start_mb = self.start_requested_mb = self.peak_requested_mb = None
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             self.start_mb = torch.cuda.memory_allocated(self.device) / 2**20
+            self.start_requested_mb = _requested_mb(self.device, "current")
         else:
             try:
                 with open("/proc/self/clear_refs", "w") as handle:
@@ -118,8 +126,15 @@ class _PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+            self.peak_requested_mb = _requested_mb(self.device, "peak")
         else:
             self.peak_mb = _vm_hwm_mb()
+
+
+def _requested_mb(device, which: str) -> float | None:
+    """The bytes the live tensors asked for (``current``) or their peak since the reset, in MiB (CUDA)."""
+    value = torch.cuda.memory_stats(device).get(f"requested_bytes.all.{which}")
+    return value / 2**20 if value is not None else None
 
 
 def _vm_hwm_mb() -> float | None:
@@ -149,7 +164,8 @@ def _time_case(step: Callable[[int], dict | None], device, warmup: int, repeats:
                 phases.append(out)
     row = {"median_ms": 1000 * statistics.median(walls), "min_ms": 1000 * min(walls),
            "iqr_ms": 1000 * float(np.subtract(*np.percentile(walls, [75, 25]))), "repeats": repeats,
-           "peak_mb": memory.peak_mb, "start_mb": memory.start_mb}
+           "peak_mb": memory.peak_mb, "start_mb": memory.start_mb, "peak_requested_mb": memory.peak_requested_mb,
+           "start_requested_mb": memory.start_requested_mb}
     for phase in ("forward", "perturb", "update"):
         values = [p[phase] for p in phases if phase in p]
         row[f"{phase}_ms"] = 1000 * statistics.median(values) if values else None
@@ -168,7 +184,9 @@ def benchmark(model, tokenizer, loss_factory: Callable, batch: list, dominant_la
     rows = []
     if device.type != "cuda":
         cases = [c for c in cases if c not in GPU_ONLY]
-    for case in progress_bar(list(cases), enabled=progress, desc="bench"):
+    cases = list(cases)
+    run_order = [c for c in cases if c not in REBINDS_PARAMETERS] + [c for c in cases if c in REBINDS_PARAMETERS]
+    for case in progress_bar(run_order, enabled=progress, desc="bench"):
         model.load_state_dict(pristine)
         for p in model.parameters():
             p.requires_grad_(True)
@@ -180,7 +198,7 @@ def benchmark(model, tokenizer, loss_factory: Callable, batch: list, dominant_la
         if device.type == "cuda":
             torch.cuda.empty_cache()
     model.load_state_dict(pristine)
-    table = pd.DataFrame(rows).set_index("case")
+    table = pd.DataFrame(rows).set_index("case").loc[cases]  # rows in the order asked for
     return add_ratios(table)
 
 
@@ -270,17 +288,21 @@ RATIOS = {
     "published_full_vs_dominant_paired_graphed": ("mezo_published_full", "dlzo_dominant_paired_graphed"),
     "dominant_paired_graphed_peak_vs_forward_peak": ("dlzo_dominant_paired_graphed", "forward"),
     "fo_full_peak_vs_forward_peak": ("fo_adamw_full", "forward"),
+    "dominant_requested_peak_vs_forward_requested_peak": ("dlzo_dominant", "forward"),
 }
 
 
 def add_ratios(table: pd.DataFrame) -> pd.DataFrame:
-    """Attach the headline ratios (time ratios of medians, memory ratios of peaks) as ``table.attrs``."""
+    """Attach the headline ratios (time ratios of medians, memory ratios of peaks) as ``table.attrs``; a ratio
+    of a quantity this device does not measure (the requested bytes off a GPU) is left out."""
     ratios = {}
     for name, (a, b) in RATIOS.items():
         if a in table.index and b in table.index:
-            column = "peak_mb" if name.endswith("peak") else "median_ms"
-            num, den = table.loc[a, column], table.loc[b, column]
-            ratios[name] = float(num / den) if num is not None and den else None
+            column = ("peak_requested_mb" if name.endswith("requested_peak") else
+                      "peak_mb" if name.endswith("peak") else "median_ms")
+            num, den = (table.loc[a, column], table.loc[b, column]) if column in table.columns else (None, None)
+            if pd.notna(num) and pd.notna(den) and den:  # a quantity this device does not measure: no ratio
+                ratios[name] = float(num / den)
     table.attrs["ratios"] = ratios
     return table
 

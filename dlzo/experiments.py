@@ -148,6 +148,24 @@ class ResultsStore:
         rows = self.rows()
         return pd.DataFrame(rows) if rows else pd.DataFrame()
 
+    def adopt(self, source: str | Path, keys: set[str]) -> int:
+        """Copy into this store the rows of another results folder whose run is one of ``keys`` and not done
+        here yet (a run key fixes every setting of a run, so a finished run of another grid with the same key
+        is a finished run of this one). Returns how many rows were copied."""
+        source = ResultsStore(source)
+        if not source._shards():
+            raise DlzoError(f"{str(source.folder)!r} holds no results shards (shard-*.jsonl); pass the results "
+                            "folder of a grid, e.g. results/main_core_smollm2.")
+        done = self.done_keys()
+        copied = 0
+        for row in source.rows():
+            key = row.get("key")
+            if key in keys and key not in done:
+                self.append(row)
+                done.add(key)
+                copied += 1
+        return copied
+
     def append(self, row: dict, shard: int = 0) -> None:
         """Append one row durably (flush + fsync), starting a new line if a torn one precedes it."""
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -191,6 +209,24 @@ def _free_device_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def numeric_mismatch(rows: list[dict], on_gpu: bool, dtype: str, matmul: str) -> str | None:
+    """Why new runs with these numerics must not join ``rows`` (one results folder), or None.
+
+    A grid's rows are compared with each other, so they must share the model dtype and, on a GPU, the
+    float32 matmul mode (IEEE or TF32: the projected gradient moves by a few percent). Only rows of the same
+    kind of device are compared (CPU and GPU rows differ in their random streams anyway); rows from before
+    ``float32_matmul`` was recorded ran in IEEE float32.
+    """
+    same_kind = [r for r in rows if (r.get("device", "cpu") != "cpu") == on_gpu]
+    dtypes = {r.get("dtype", "float32") for r in same_kind}
+    if dtypes and dtypes != {dtype}:
+        return f"its {'GPU' if on_gpu else 'CPU'} rows use dtype {', '.join(sorted(dtypes))}, not {dtype}"
+    modes = {r.get("float32_matmul") or "ieee" for r in same_kind}
+    if on_gpu and dtype == "float32" and modes and modes != {matmul}:
+        return f"its GPU rows use {', '.join(sorted(modes))} float32 matmuls, not {matmul}"
+    return None
 
 
 def wait_for_free_memory(min_gib: float, device: str = "cuda", poll_s: float = 10.0,

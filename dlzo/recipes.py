@@ -135,7 +135,7 @@ class RunContext:
 
     def __init__(self, device: str | None = None, dtype: str = "float32", data_dir=None, progress: bool = False,
                  eval_batch_size: int = 32, cuda_graphs: bool = False, paired_passes: bool = False,
-                 run_logs=None):
+                 run_logs=None, loop_graphs: bool = True):
         from .models import pick_device
 
         self.device = pick_device(device)
@@ -145,6 +145,7 @@ class RunContext:
         self.eval_batch_size = eval_batch_size
         self.cuda_graphs = cuda_graphs  # ZO runs replay CUDA graphs of their forwards (GPU)
         self.paired_passes = paired_passes  # single-layer ZO runs do both signs in one forward
+        self.loop_graphs = loop_graphs  # GPU: perturbation/update loops replay CUDA graphs (dlzo.loop_graphs)
         # ZO runs keep their log in run_logs/<key>/ and a restarted sweep resumes them from it (no tensors saved)
         self.run_logs = run_logs
         self._models: dict[str, tuple] = {}
@@ -222,7 +223,8 @@ class RunContext:
             if recipe.trainer == "zo":
                 zo = ZOConfig(steps=config.steps, lr=config.lr, eps=config.eps, batch_size=config.batch_size,
                               seed=config.seed, eval_every=eval_every, optimizer=options.get("optimizer", "sgd"),
-                              cuda_graphs=self.cuda_graphs, paired_passes=self.paired_passes)
+                              cuda_graphs=self.cuda_graphs, paired_passes=self.paired_passes,
+                              loop_graphs=self.loop_graphs)
                 out = Path(self.run_logs) / config.key if self.run_logs else None
                 result = train(model, selection, loss_fn, data.train, zo, eval_fn=eval_fn, progress=self.progress,
                                tokenizer=tokenizer, dominant_layer=dominant, out_dir=out, resume=True,

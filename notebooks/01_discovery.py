@@ -214,7 +214,7 @@ if len(controls):
     display(view)
 
 # %% [markdown]
-# ## Reading the sweeps (H200; SmolLM2-135M SST-2 3 seeds, COPA and RTE seed 0; Qwen2.5-0.5B SST-2 3 seeds)
+# ## Reading the sweeps (H200; SmolLM2-135M SST-2 3 seeds, COPA and RTE seeds 0–1; Qwen2.5-0.5B SST-2 3 seeds)
 # * **A single layer does match full MeZO**: on SmolLM2 layer 11, the strict first outlier layer, reaches
 #   71.5 ± 0.7 against full MeZO's 71.6 ± 1.7 (paired difference −0.15, 95% CI [−1.3, 0.7]) while perturbing
 #   2.6% of the parameters. In that sense claim 1 holds here.
@@ -223,12 +223,13 @@ if len(controls):
 #   in every seed); layer 11 ranks 16th of 30 and sits in a local dip, and a random other layer beats it on
 #   average by 2.9 points. The looser rule's layer 2 (58.3) is among the worst. Accuracy against depth is a
 #   broad hump over the middle of the network, not a spike at the outlier onset.
-# * **COPA and RTE (seed 0, all 30 layers)** do not separate the layers on a 135M model: on COPA every layer
-#   ends within 57–66 of zero-shot's 61.0 and full MeZO reaches 62.0 (100 test questions: one question is
-#   one point; layer 11: 58.0, rank 29 of 30; best 15 and 18: 66.0); on RTE every layer ends within
-#   41.2–53.1 of zero-shot's 46.6 (277 examples; layer 11: 50.2, rank 4; best 0 and 16: 53.1). Seeds 1–2
-#   (COPA seed 1 has layers 0–6) and RTE's full MeZO run are still to run; single-seed ranks on these tasks
-#   are noise.
+# * **COPA and RTE (seeds 0–1 all 30 layers, COPA seed 2 layers 0–11)** do not separate the layers on a 135M
+#   model: on COPA every layer's mean ends within 58.0–65.5 of zero-shot's 61.0 and full MeZO reaches 62.5
+#   (100 test questions: one question is one point); on RTE within 42.4–50.5 of zero-shot's 46.6 (277
+#   examples; full MeZO seed 0: 45.5). Layer 11 is consistent across seeds, in opposite directions: last of
+#   30 on COPA (57, 58, 59: every seed below zero-shot; best 15 and 18 at 65.5 and 64.5) and first of 30 on
+#   RTE (50.2, 50.9), the same signs as notebook 03's main table. Still to run: COPA seed 2 layers 12–29,
+#   RTE seed 2, RTE full MeZO seed 1.
 # * **Second family (Qwen2.5-0.5B, SST-2, lr 1e-5 from notebook 04's probe; all 24 layers × 3 seeds, full
 #   MeZO on seed 0 only)**: every single layer beats zero-shot (60.0 → 67.0–82.3). The strict first outlier
 #   layer 2 reaches 76.0 ± 3.5, 8.6 points below full MeZO on seed 0 (72.6 vs 81.2), rank 16 of 24. The

@@ -16,8 +16,28 @@ def test_benchmark_times_every_case_and_leaves_the_model_as_it_was():
     ratios = table.attrs["ratios"]
     assert set(ratios) >= {"dominant_vs_two_forwards", "published_full_vs_dominant", "published_full_vs_dlzo_full"}
     assert all(v > 0 for v in ratios.values())
+    assert "dominant_requested_peak_vs_forward_requested_peak" not in ratios  # requested bytes: CUDA only
+    assert table["peak_requested_mb"].isna().all()
     after = model.state_dict()
     assert set(after) == set(before) and all(torch.equal(before[n], after[n]) for n in before)  # LoRA removed too
+
+
+def test_cases_that_rebind_the_weights_run_last_and_rows_keep_the_order_asked(monkeypatch):
+    import dlzo.bench as bench
+
+    ran = []
+    real = bench._make_step
+
+    def recording(case, *args):
+        ran.append(case)
+        return real(case, *args)
+    monkeypatch.setattr(bench, "_make_step", recording)
+    model = tiny_llama()
+    cases = ["mezo_published_full", "forward", "dlzo_dominant"]
+    table = benchmark(model, None, lm_loss_fn, token_examples(4), dominant_layer=1, cases=cases, warmup=0,
+                      repeats=1)
+    assert ran == ["forward", "dlzo_dominant", "mezo_published_full"]  # p.data = ... moves the weights' storage
+    assert list(table.index) == cases
 
 
 def test_published_mezo_step_follows_the_reference_update():

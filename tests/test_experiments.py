@@ -225,3 +225,62 @@ def test_every_committed_grid_expands_and_builds_its_selections(path):
         recipe = options.get("recipe", run.method)
         assert method(recipe).name == recipe
         build_selection(recipe, options, dominant=11, n_layers=30, seed=run.seed)
+
+
+def test_a_grid_adopts_the_finished_runs_it_shares_with_another_grid(tmp_path):
+    small = expand_grid(["m"], ["sst2"], {"full": {"lr": 1e-6}}, seeds=[0, 1], steps=10)
+    big = expand_grid(["m"], ["sst2"], {"full": {"lr": [1e-6, 1e-7]}}, seeds=[0, 1], steps=10)
+    other = expand_grid(["m"], ["sst2"], {"full": {"lr": 1e-6}}, seeds=[0], steps=20)  # not the same runs
+    source = ResultsStore(tmp_path / "small")
+    for run in small + other:
+        source.append({"key": run.key, "test_score": 1.0})
+    target = ResultsStore(tmp_path / "big")
+    assert target.adopt(source.folder, {r.key for r in big}) == 2  # lr 1e-6, both seeds; steps 20 is not ours
+    assert target.done_keys() == {r.key for r in small}
+    assert target.adopt(source.folder, {r.key for r in big}) == 0  # adopting twice copies nothing
+    assert run_grid(big, target, lambda config: {"test_score": 2.0}, progress=False)["ran"] == 2
+    with pytest.raises(DlzoError, match="holds no results shards"):
+        target.adopt(tmp_path / "nowhere", set())
+
+
+def test_dlzo_sweep_adopt_copies_before_listing(tmp_path):
+    import subprocess
+    import sys
+
+    from dlzo.experiments import grid_runs, load_grid
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text("name: g\nmodels: [m]\ntasks: [sst2]\nseeds: [0, 1]\nsteps: 5\nmethods:\n  zero_shot: {}\n")
+    source = ResultsStore(tmp_path / "old")
+    source.append({"key": grid_runs(load_grid(grid))[0].key, "test_score": 1.0})
+    out = subprocess.run([sys.executable, "-m", "dlzo", "sweep", str(grid), "--results", str(tmp_path / "new"),
+                          "--adopt", str(source.folder), "--list", "--device", "cpu"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "adopted 1 finished runs" in out and "1 of 2 runs done" in out
+
+
+def test_a_results_folder_keeps_one_dtype_and_one_float32_matmul_mode():
+    from dlzo.experiments import numeric_mismatch
+
+    gpu_ieee = [{"device": "NVIDIA H200", "dtype": "float32"},  # before float32_matmul was recorded: IEEE
+                {"device": "NVIDIA H200", "dtype": "float32", "float32_matmul": "ieee"}]
+    assert numeric_mismatch(gpu_ieee, True, "float32", "ieee") is None
+    assert "ieee float32 matmuls, not tf32" in numeric_mismatch(gpu_ieee, True, "float32", "tf32")
+    assert "dtype float32, not bfloat16" in numeric_mismatch(gpu_ieee, True, "bfloat16", "ieee")
+    assert numeric_mismatch(gpu_ieee, False, "bfloat16", "ieee") is None  # CPU runs are not compared with GPU rows
+    assert numeric_mismatch([], True, "float32", "tf32") is None
+    cpu = [{"device": "cpu", "dtype": "float32", "float32_matmul": "ieee"}]
+    assert "CPU rows use dtype float32" in numeric_mismatch(cpu, False, "bfloat16", "ieee")
+
+
+def test_dlzo_sweep_refuses_to_mix_numerics_in_one_results_folder(tmp_path):
+    import subprocess
+    import sys
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text("name: g\nmodels: [m]\ntasks: [sst2]\nseeds: [0]\nmethods:\n  zero_shot: {}\n")
+    ResultsStore(tmp_path / "res").append({"key": "x", "device": "cpu", "dtype": "float32"})
+    out = subprocess.run([sys.executable, "-m", "dlzo", "sweep", str(grid), "--results", str(tmp_path / "res"),
+                          "--dtype", "bfloat16", "--device", "cpu", "--list"], capture_output=True, text=True)
+    assert out.returncode != 0 and "holds runs made with other numerics" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -9,7 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from dlzo.commands.sweep import worker_command
+from dlzo.commands.sweep import visible_gpus, worker_command, worker_gpus
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,8 +31,22 @@ def test_workers_get_every_setting_and_their_shard():
     assert "--min-free-gb" not in text
     assert "--min-free-gb 6.0" in " ".join(worker_command(_args(min_free_gb=6.0), "results/g", 0, 2))
     assert "--tf32" in worker_command(_args(tf32=True), "results/g", 0, 2)
+    assert "--no-loop-graphs" not in text
+    assert "--no-loop-graphs" in worker_command(_args(loop_graphs=False), "results/g", 0, 2)
     assert "--claims" not in text
     assert " --claims /tmp/c --shard 0/2" in " ".join(worker_command(_args(), "results/g", 0, 2, "/tmp/c"))
+
+
+def test_workers_spread_over_the_gpus_of_a_box_one_gpu_each(monkeypatch):
+    assert worker_gpus("cuda", 5, ["0", "1"]) == ["0", "1", "0", "1", "0"]
+    assert worker_gpus(None, 3, ["2", "5", "7"]) == ["2", "5", "7"]  # the default device is cuda when there is one
+    assert worker_gpus("cuda", 3, ["0"]) == [None] * 3  # one GPU: environment unchanged
+    assert worker_gpus("cuda:1", 2, ["0", "1"]) == [None] * 2  # a named GPU: every worker there
+    assert worker_gpus("cpu", 2, ["0", "1"]) == [None] * 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3, 1")
+    assert visible_gpus() == ["3", "1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == []
 
 
 def test_tf32_is_switched_on_by_the_flag_and_recorded_as_the_float32_matmul():

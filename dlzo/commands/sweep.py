@@ -28,7 +28,9 @@ def add_parser(sub) -> None:
     p.add_argument("grid", help="grid YAML file (see experiments/)")
     p.add_argument("--results", default=None, help="results folder (default: results/<grid name>)")
     p.add_argument("--shard", default="0/1", help="run only shard i of n (i/n), for parallel workers")
-    p.add_argument("--parallel", type=int, default=1, help="start this many worker processes (shards)")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="start this many worker processes; on a box with several GPUs (and --device cuda or the "
+                   "default) they go round-robin over the GPUs, one GPU per worker (CUDA_VISIBLE_DEVICES)")
     p.add_argument("--time-budget", type=float, default=None,
                    help="seconds after which no new run starts (for chunked jobs)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
@@ -39,6 +41,8 @@ def add_parser(sub) -> None:
                    help="replay CUDA graphs of the ZO forwards (GPU only; same kernels on padded batches)")
     p.add_argument("--paired-passes", action="store_true",
                    help="single-layer selections: the + and - forwards as one forward (float rounding differs)")
+    p.add_argument("--no-loop-graphs", dest="loop_graphs", action="store_false",
+                   help="GPU: run the perturbation and update loops eagerly instead of replaying CUDA graphs of them")
     p.add_argument("--tf32", action="store_true",
                    help="let float32 matrix products use TF32 tensor cores on the GPU (~1.7x faster steps; the "
                    "projected gradient moves by a few percent, see dlzo bench --tf32); rows record float32_matmul")
@@ -52,6 +56,9 @@ def add_parser(sub) -> None:
     p.add_argument("--min-free-gb", type=float, default=None,
                    help="GPU: start a run only when the device has this many GiB free (all processes counted; "
                    "waits up to 30 minutes), so --parallel workers do not start runs that cannot fit")
+    p.add_argument("--adopt", action="append", default=[], metavar="FOLDER",
+                   help="first copy the rows of this results folder whose run (same key: same settings) belongs to "
+                   "this grid, e.g. a smaller grid's finished runs (repeatable)")
     p.add_argument("--list", action="store_true", help="only print how many runs are done and left")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     p.set_defaults(func=run)
@@ -66,9 +73,16 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments import ResultsStore, grid_runs, load_grid, run_grid, wait_for_free_memory
+    from ..experiments import (
+        ResultsStore,
+        grid_runs,
+        load_grid,
+        numeric_mismatch,
+        run_grid,
+        wait_for_free_memory,
+    )
     from ..layers import num_layers
-    from ..models import pick_device
+    from ..models import float32_matmul, pick_device
     from ..paths import repo_root
     from ..recipes import RunContext
 
@@ -78,14 +92,32 @@ def run(args: argparse.Namespace) -> int:
     store = ResultsStore(folder)
     if args.min_free_gb is not None and not pick_device(args.device).startswith("cuda"):
         raise DlzoError("--min-free-gb needs a CUDA device; drop it or pass --device cuda.")
+    context = RunContext(device=args.device, dtype=args.dtype, data_dir=args.data_dir, progress=False,
+                         cuda_graphs=args.cuda_graphs, paired_passes=args.paired_passes, run_logs=args.run_logs,
+                         loop_graphs=args.loop_graphs)
+    mismatch = numeric_mismatch(store.rows(), context.device.startswith("cuda"), args.dtype,
+                                float32_matmul(context.device))
+    if mismatch:
+        raise DlzoError(f"{folder} holds runs made with other numerics ({mismatch}); run with the settings of "
+                        "those rows (--dtype, --tf32) or into another --results folder.")
+    if args.adopt:  # before any worker starts; an every-layer grid loads its model on the CPU to count layers
+        counter = RunContext(device="cpu", dtype=args.dtype)
+        keys = {r.key for r in grid_runs(grid, layers_of=lambda name: num_layers(counter.model(name)[0]))}
+        del counter
+        for source in args.adopt:
+            theirs = [r for r in ResultsStore(source).rows() if r.get("key") in keys]
+            mismatch = numeric_mismatch(theirs, context.device.startswith("cuda"), args.dtype,
+                                        float32_matmul(context.device))
+            if mismatch:
+                raise DlzoError(f"{source} holds runs made with other numerics ({mismatch}); adopt only runs "
+                                "made with the settings of this sweep.")
+            print(f"{grid['name']}: adopted {store.adopt(source, keys)} finished runs from {source}")
     if args.parallel > 1:
         return _run_parallel(args, folder)
-    context = RunContext(device=args.device, dtype=args.dtype, data_dir=args.data_dir, progress=False,
-                         cuda_graphs=args.cuda_graphs, paired_passes=args.paired_passes, run_logs=args.run_logs)
+    runs = grid_runs(grid, layers_of=lambda name: num_layers(context.model(name)[0]))
     before_run = None
     if args.min_free_gb is not None:
         before_run = functools.partial(wait_for_free_memory, args.min_free_gb, context.device)
-    runs = grid_runs(grid, layers_of=lambda name: num_layers(context.model(name)[0]))
     if args.list:
         done = store.done_keys()
         print(f"{grid['name']}: {sum(r.key in done for r in runs)} of {len(runs)} runs done -> {folder}")
@@ -112,10 +144,30 @@ def worker_command(args: argparse.Namespace, folder: str, index: int, count: int
         if value is not None:
             base += [flag, str(value)]
     base += [flag for flag, on in (("--cuda-graphs", args.cuda_graphs), ("--paired-passes", args.paired_passes),
-                                   ("--tf32", getattr(args, "tf32", False))) if on]
+                                   ("--tf32", getattr(args, "tf32", False)),
+                                   ("--no-loop-graphs", not getattr(args, "loop_graphs", True))) if on]
     if claims is not None:
         base += ["--claims", str(claims)]
     return base + ["--shard", f"{index}/{count}"]
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries (indices or UUIDs)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [gpu.strip() for gpu in listed.split(",") if gpu.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def worker_gpus(device: str | None, count: int, visible: list[str]) -> list[str | None]:
+    """The CUDA_VISIBLE_DEVICES of each of ``count`` workers: round-robin over ``visible`` when there are
+    several GPUs and the device is ``cuda`` (or left to the default); ``None`` (environment unchanged) when
+    there is one GPU or none, or when the device names one GPU (``cuda:1``) or the CPU."""
+    if len(visible) < 2 or device not in (None, "cuda"):
+        return [None] * count
+    return [visible[i % len(visible)] for i in range(count)]
 
 
 def _terminated(signum, _frame):
@@ -134,8 +186,13 @@ def _run_parallel(args: argparse.Namespace, folder: str) -> int:
     previous = signal.signal(signal.SIGTERM, _terminated)
     workers = []
     claims = tempfile.mkdtemp(prefix="dlzo-claims-")  # gone with this sweep: a rerun re-claims unfinished runs
+    gpus = worker_gpus(getattr(args, "device", None), n, visible_gpus())
+    if gpus[0] is not None:
+        print(f"{n} workers over GPUs {', '.join(sorted(set(gpus), key=gpus.index))} (one GPU per worker)")
     try:
-        workers = [subprocess.Popen(worker_command(args, folder, i, n, claims), env=env) for i in range(n)]
+        workers = [subprocess.Popen(worker_command(args, folder, i, n, claims),
+                                    env={**env, "CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else env)
+                   for i, gpu in enumerate(gpus)]
         codes = [w.wait() for w in workers]
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -1,9 +1,24 @@
-# Background chain on the box (started by start.sh with setsid): SmolLM2 every-layer sweeps (ZO: COPA, RTE;
-# then first order on SST-2).
+# Background chains on the box (started by start.sh with setsid), side by side:
+#   A: the ZO every-layer sweep (SST-2, COPA, RTE), then the main table (main_smollm2, adopting main_core's runs)
+#   B: the first-order every-layer sweep (SST-2), then the ablations
+# SMOL_WORKERS workers in all (10 beside the Qwen chain, 14 alone), split 60/40; SMOL_FLAGS e.g. --no-loop-graphs.
 cd /root/code; source .gpu/env.sh; export PYTHONPATH=/root/code:/root/site
-G="--device cuda --cuda-graphs --paired-passes --no-progress"
-date; python3 -m dlzo sweep experiments/layer_sweep_smollm2.yaml --results /root/res/layer_sweep_smollm2 \
-  --run-logs /root/logs/lsweep --parallel 10 --min-free-gb 6 $G
-date; python3 -m dlzo sweep experiments/fo_layer_sweep_smollm2.yaml --results /root/res/fo_layer_sweep_smollm2 \
-  --parallel 10 --min-free-gb 6 --device cuda --no-progress
-date; echo SMOL DONE
+N=${SMOL_WORKERS:-10}; NA=$(( N * 6 / 10 )); NB=$(( N - NA ))
+G="--device cuda --cuda-graphs --paired-passes --no-progress --min-free-gb 6 ${SMOL_FLAGS:-}"
+chain_a() {
+  date; python3 -m dlzo sweep experiments/layer_sweep_smollm2.yaml --results /root/res/layer_sweep_smollm2 \
+    --run-logs /root/logs/lsweep --parallel $NA $G
+  date; python3 -m dlzo sweep experiments/main_smollm2.yaml --results /root/res/main_smollm2 \
+    --adopt /root/res/main_core_smollm2 --run-logs /root/logs/main --parallel $NA $G
+  date; echo CHAIN A DONE
+}
+chain_b() {
+  date; python3 -m dlzo sweep experiments/fo_layer_sweep_smollm2.yaml --results /root/res/fo_layer_sweep_smollm2 \
+    --parallel $NB --device cuda --no-progress --min-free-gb 6
+  date; python3 -m dlzo sweep experiments/ablations_smollm2.yaml --results /root/res/ablations_smollm2 \
+    --run-logs /root/logs/abl --parallel $NB $G
+  date; echo CHAIN B DONE
+}
+chain_a > /root/smol_a.log 2>&1 &
+chain_b > /root/smol_b.log 2>&1 &
+wait; echo SMOL DONE

@@ -1,8 +1,12 @@
-# the quiet bench, then the Qwen chain + SmolLM2 chain in the background
+# the quiet bench, then the SmolLM2 chain (and the Qwen chain when Qwen was staged) in the background
 rm -rf /root/code; cp -r $PWD /root/code; cd /root/code  # the code as of this call
-# a quiet bench first (~2 minutes, nothing else running on the box), then the sweeps
+# a quiet bench first (BENCH=quick ~1.5 min, BENCH=full ~4 min; nothing else on the box), then the sweeps
 grep -q "BENCH DONE" /root/bench.log 2>/dev/null || bash .gpu/bench_bg.sh > /root/bench.log 2>&1
 grep -E "^(dominant|published|dlzo_full|fo_)" /root/bench.log
-(setsid nohup bash .gpu/qwen.sh > /root/qwen.log 2>&1 < /dev/null &)
+if [ -f /root/cache/gguf/qwen2.5-0.5b.gguf ]; then
+  (setsid nohup bash .gpu/qwen.sh > /root/qwen.log 2>&1 < /dev/null &)
+else
+  export SMOL_WORKERS=${SMOL_WORKERS:-$(( 14 * $(nvidia-smi -L | wc -l) ))}  # every GPU for SmolLM2 (x2 box: 28)
+fi
 (setsid nohup bash .gpu/smol.sh > /root/smol.log 2>&1 < /dev/null &)
-sleep 60; tail -n 3 /root/*.log; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
+sleep 45; tail -n 3 /root/*.log; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv

@@ -1,0 +1,70 @@
+"""Bring a lease's results home: rows of /root/res/<grid>/*.jsonl merged into results/<grid>/shard-0.jsonl by
+run key (committed rows win), the logs of unfinished runs into results/run_logs/<grid>/<key>/ (finished runs'
+logs dropped), the bench files into results/bench/. Run from the repository root:
+
+    python3 tools/gpu-lease/merge.py /work/.device/<n>      # the folder holding res.tgz and logs.tgz
+"""
+import json
+import shutil
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+LOG_DIRS = {"lsweep": "layer_sweep_smollm2", "qsweep": "layer_sweep_qwen2.5-0.5b",
+            "qcore": "main_core_qwen2.5-0.5b", "main": "main_smollm2", "abl": "ablations_smollm2"}
+BENCH = {"bench_fp32.json": "bench_smollm2-135m_h200_fp32.json", "bench_tf32.json": "bench_smollm2-135m_h200_tf32.json",
+         "bench_bf16.json": "bench_smollm2-135m_h200_bf16.json", "task_speedups_h200.csv": "task_speedups_h200.csv"}
+
+
+def rows_of(folder: Path) -> dict:
+    rows = {}
+    for shard in sorted(folder.glob("*.jsonl")):
+        for line in shard.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by the tar of a running sweep
+            rows.setdefault(row["key"], row)
+    return rows
+
+
+def main(fetched: str) -> None:
+    work = Path(tempfile.mkdtemp())
+    for name in ("res.tgz", "logs.tgz"):
+        with tarfile.open(Path(fetched) / name) as archive:
+            archive.extractall(work, filter="data")
+    results = Path("results")
+    for folder in sorted((work / "res").iterdir()):
+        if folder.is_dir():
+            mine = results / folder.name
+            committed = rows_of(mine)
+            merged = {**rows_of(folder), **committed}
+            if len(merged) > len(committed):
+                mine.mkdir(exist_ok=True)
+                for old in mine.glob("*.jsonl"):
+                    old.unlink()
+                (mine / "shard-0.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n"
+                                                            for r in merged.values()))
+            print(f"{folder.name}: {len(committed)} -> {len(merged)} rows")
+        elif folder.name in BENCH:
+            shutil.copy(folder, results / "bench" / BENCH[folder.name])
+        elif folder.name.startswith("memsnap"):
+            (results / "bench" / "memory").mkdir(exist_ok=True)
+            shutil.copy(folder, results / "bench" / "memory" / folder.name)
+    for short, grid in LOG_DIRS.items():
+        source = work / "logs" / short
+        if not source.is_dir():
+            continue
+        done = set(rows_of(results / grid))
+        target = results / "run_logs" / grid
+        shutil.rmtree(target, ignore_errors=True)
+        kept = [d for d in source.iterdir() if d.name not in done]
+        for d in kept:
+            shutil.copytree(d, target / d.name)
+        print(f"run logs {grid}: {len(kept)} unfinished kept")
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
