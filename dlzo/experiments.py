@@ -166,6 +166,17 @@ class ResultsStore:
                 copied += 1
         return copied
 
+    def record_failure(self, config: RunConfig, error: BaseException) -> None:
+        """Note a run that failed (``failed.jsonl``, not a results shard) and warn with its first line."""
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        text = f"{type(error).__name__}: {message}" if not isinstance(error, DlzoError) else message
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with (self.folder / "failed.jsonl").open("a") as handle:
+            handle.write(json.dumps({**config.as_dict(), "key": config.key, "error": text,
+                                     "time": time.strftime("%Y-%m-%dT%H:%M:%S")}, sort_keys=True) + "\n")
+        warnings.warn(f"dlzo: run {config.key} ({config.method}, {config.task}, seed {config.seed}) failed: {text}; "
+                      "going on with the next run.", stacklevel=3)
+
     def append(self, row: dict, shard: int = 0) -> None:
         """Append one row durably (flush + fsync), starting a new line if a torn one precedes it."""
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -250,7 +261,7 @@ def wait_for_free_memory(min_gib: float, device: str = "cuda", poll_s: float = 1
 def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunConfig], dict],
              shard: tuple[int, int] = (0, 1), time_budget_s: float | None = None, progress: bool = True,
              claims: str | Path | None = None, oom_retries: int = 3, oom_wait_s: float = 60.0,
-             before_run: Callable[[], object] | None = None) -> dict:
+             before_run: Callable[[], object] | None = None, keep_going: bool = False) -> dict:
     """Run every not-yet-finished run of this shard; stop starting new runs once ``time_budget_s`` is spent
     (at least one run always starts, so every chunk of a long sweep makes progress).
 
@@ -265,7 +276,10 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
     worker frees its cached memory, waits ``oom_wait_s`` seconds and puts the run at the end of its queue (a
     run with a run log resumes from it); only the ``oom_retries``-th failure of the same run is raised.
     ``before_run()`` is called before each run is claimed (e.g. :func:`wait_for_free_memory`).
-    Returns counts: ``{"done_before", "ran", "left"}`` (``left``: unfinished runs nobody has started).
+    Any other failure is raised, unless ``keep_going``: then the run is recorded in the store's
+    ``failed.jsonl`` (key, settings, error) with a warning, and the sweep goes on with the next run (a later
+    sweep tries it again).
+    Returns counts: ``{"done_before", "ran", "left", "failed"}`` (``left``: unfinished runs nobody has started).
     """
     index, count = shard
     if not 0 <= index < count:
@@ -277,7 +291,7 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
     start = time.perf_counter()
     ran = 0
     bar = progress_bar(total=len(todo), enabled=progress, desc=f"runs (shard {index}/{count})", unit="run")
-    queue, failures = list(todo), dict.fromkeys((r.key for r in todo), 0)
+    queue, failures, failed = list(todo), dict.fromkeys((r.key for r in todo), 0), 0
     while queue:
         config = queue.pop(0)
         if ran and time_budget_s is not None and time.perf_counter() - start > time_budget_s:
@@ -294,7 +308,12 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
         except Exception as error:
             failures[config.key] += 1
             if not out_of_memory(error) or failures[config.key] > oom_retries:
-                raise
+                if not keep_going:
+                    raise
+                store.record_failure(config, error)
+                failed += 1
+                bar.update(1)
+                continue
         if metrics is None:  # out of memory; outside the except block, so the run's tensors can be freed
             warnings.warn(f"dlzo: run {config.key} ran out of device memory (try {failures[config.key]} of "
                           f"{oom_retries + 1}); it goes back to the queue.", stacklevel=2)
@@ -312,7 +331,7 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
         left = len(todo) - ran
     else:
         left = sum(1 for r in todo if not (Path(claims) / r.key).exists())
-    return {"done_before": len(mine) - len(todo), "ran": ran, "left": left}
+    return {"done_before": len(mine) - len(todo), "ran": ran, "left": left, "failed": failed}
 
 
 def select_lr(df: pd.DataFrame, by: str = "dev_score", group: list[str] | None = None,

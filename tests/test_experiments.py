@@ -35,7 +35,7 @@ def test_run_grid_resumes_and_skips_finished(tmp_path):
         run_grid(runs, store, run_fn, progress=False)
     assert len(store.done_keys()) == 3
     counts = run_grid(runs, store, run_fn, progress=False)
-    assert counts == {"done_before": 3, "ran": 6, "left": 0}
+    assert counts == {"done_before": 3, "ran": 6, "left": 0, "failed": 0}
     assert len(calls) == 4 + 6 and len(set(calls)) == 9
     assert run_grid(runs, store, run_fn, progress=False)["ran"] == 0
 
@@ -77,7 +77,8 @@ def test_workers_sharing_a_claims_folder_run_every_run_exactly_once(tmp_path):
         t.join()
     assert sorted(ran) == sorted(r.key for r in runs)  # each run once, none skipped
     assert store.done_keys() == {r.key for r in runs}
-    assert run_grid(runs, store, run_fn, progress=False, claims=claims) == {"done_before": len(runs), "ran": 0, "left": 0}
+    again = run_grid(runs, store, run_fn, progress=False, claims=claims)
+    assert again == {"done_before": len(runs), "ran": 0, "left": 0, "failed": 0}
 
 
 def test_a_run_out_of_device_memory_goes_back_to_the_queue(tmp_path):
@@ -97,7 +98,7 @@ def test_a_run_out_of_device_memory_goes_back_to_the_queue(tmp_path):
 
     with pytest.warns(UserWarning, match="ran out of device memory"):
         counts = run_grid(runs, store, run_fn, progress=False, claims=claims, oom_wait_s=0.0)
-    assert counts == {"done_before": 0, "ran": len(runs), "left": 0} and store.done_keys() == {r.key for r in runs}
+    assert counts == {"done_before": 0, "ran": len(runs), "left": 0, "failed": 0} and store.done_keys() == {r.key for r in runs}
     assert tries.count(victim) == 3 and tries[-1] == victim  # retried at the end of the queue, twice
     assert (claims / victim).exists()  # claimed again by the try that finished it
 
@@ -118,6 +119,25 @@ def test_other_errors_and_a_run_that_keeps_running_out_of_memory_are_raised(tmp_
 
     with pytest.warns(UserWarning), pytest.raises(torch.OutOfMemoryError):
         run_grid(runs, ResultsStore(tmp_path / "b"), hungry, progress=False, oom_retries=2, oom_wait_s=0.0)
+
+
+def test_keep_going_notes_a_failed_run_and_runs_the_rest(tmp_path):
+    runs = expand_grid(["m"], ["sst2"], METHODS, seeds=[0, 1])
+    bad = runs[1].key
+    store = ResultsStore(tmp_path / "g")
+
+    def sometimes(config: RunConfig) -> dict:
+        if config.key == bad:
+            raise DlzoError("The data folder /x has no sst2; pass --data-dir.")
+        return {"test_score": 1.0}
+
+    with pytest.warns(UserWarning, match="failed: The data folder /x has no sst2"):
+        counts = run_grid(runs, store, sometimes, progress=False, keep_going=True)
+    assert counts["failed"] == 1 and counts["ran"] == len(runs) - 1 and bad not in store.done_keys()
+    noted = [json.loads(line) for line in (store.folder / "failed.jsonl").read_text().splitlines()]
+    assert [n["key"] for n in noted] == [bad] and noted[0]["error"].startswith("The data folder")
+    assert len(store.rows()) == len(runs) - 1  # failed.jsonl is not a results shard
+    assert run_grid(runs, store, lambda config: {"test_score": 2.0}, progress=False)["ran"] == 1  # retried later
 
 
 def test_workers_wait_for_free_gpu_memory_before_claiming_a_run(tmp_path, monkeypatch):

@@ -33,6 +33,7 @@ def test_workers_get_every_setting_and_their_shard():
     assert "--tf32" in worker_command(_args(tf32=True), "results/g", 0, 2)
     assert "--no-loop-graphs" not in text
     assert "--no-loop-graphs" in worker_command(_args(loop_graphs=False), "results/g", 0, 2)
+    assert "--keep-going" not in text and "--keep-going" in worker_command(_args(keep_going=True), "results/g", 0, 2)
     assert "--claims" not in text
     assert " --claims /tmp/c --shard 0/2" in " ".join(worker_command(_args(), "results/g", 0, 2, "/tmp/c"))
 

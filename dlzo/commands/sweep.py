@@ -59,6 +59,9 @@ def add_parser(sub) -> None:
     p.add_argument("--adopt", action="append", default=[], metavar="FOLDER",
                    help="first copy the rows of this results folder whose run (same key: same settings) belongs to "
                    "this grid, e.g. a smaller grid's finished runs (repeatable)")
+    p.add_argument("--keep-going", action="store_true",
+                   help="a run that fails (other than running out of GPU memory, which is retried) is noted in "
+                   "<results>/failed.jsonl and the sweep goes on; the exit status says how many failed")
     p.add_argument("--list", action="store_true", help="only print how many runs are done and left")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     p.set_defaults(func=run)
@@ -124,11 +127,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     start = time.perf_counter()
     counts = run_grid(runs, store, context.run, shard=_parse_shard(args.shard), time_budget_s=args.time_budget,
-                      progress=args.progress, claims=args.claims, before_run=before_run)
+                      progress=args.progress, claims=args.claims, before_run=before_run,
+                      keep_going=args.keep_going)
     elapsed = time.perf_counter() - start
     rate = counts["ran"] / elapsed * 3600 if elapsed > 0 else 0.0
     print(f"{grid['name']} shard {args.shard}: ran {counts['ran']}, done before {counts['done_before']}, "
-          f"left {counts['left']} ({elapsed:.0f} s, {rate:.0f} runs/hour) -> {folder}")
+          f"left {counts['left']}, failed {counts['failed']} ({elapsed:.0f} s, {rate:.0f} runs/hour) -> {folder}")
+    if counts["failed"]:
+        raise DlzoError(f"{counts['failed']} runs failed (see {Path(folder) / 'failed.jsonl'}); fix the cause and "
+                        "rerun the same command (finished runs are kept).")
     return 0
 
 
@@ -145,7 +152,8 @@ def worker_command(args: argparse.Namespace, folder: str, index: int, count: int
             base += [flag, str(value)]
     base += [flag for flag, on in (("--cuda-graphs", args.cuda_graphs), ("--paired-passes", args.paired_passes),
                                    ("--tf32", getattr(args, "tf32", False)),
-                                   ("--no-loop-graphs", not getattr(args, "loop_graphs", True))) if on]
+                                   ("--no-loop-graphs", not getattr(args, "loop_graphs", True)),
+                                   ("--keep-going", getattr(args, "keep_going", False))) if on]
     if claims is not None:
         base += ["--claims", str(claims)]
     return base + ["--shard", f"{index}/{count}"]

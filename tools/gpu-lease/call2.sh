@@ -6,7 +6,7 @@ rm -rf /root/code; cp -r $PWD /root/code
 mkdir -p /root/res /root/logs
 for g in layer_sweep_smollm2 layer_sweep_qwen2.5-0.5b main_core_qwen2.5-0.5b fo_layer_sweep_smollm2 main_core_smollm2 \
          main_smollm2 ablations_smollm2; do  # seed the box with the committed rows and logs
-  mkdir -p /root/res/$g; cp results/$g/*.jsonl /root/res/$g/ 2>/dev/null || true
+  mkdir -p /root/res/$g; cp results/$g/shard-*.jsonl /root/res/$g/ 2>/dev/null || true
 done
 cp -r results/run_logs/layer_sweep_smollm2 /root/logs/lsweep 2>/dev/null || true
 cp -r "results/run_logs/layer_sweep_qwen2.5-0.5b" /root/logs/qsweep 2>/dev/null || true

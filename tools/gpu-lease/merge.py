@@ -1,4 +1,4 @@
-"""Bring a lease's results home: rows of /root/res/<grid>/*.jsonl merged into results/<grid>/shard-0.jsonl by
+"""Bring a lease's results home: rows of /root/res/<grid>/shard-*.jsonl merged into results/<grid>/shard-0.jsonl by
 run key (committed rows win), the logs of unfinished runs into results/run_logs/<grid>/<key>/ (finished runs'
 logs dropped), the bench files into results/bench/. Run from the repository root:
 
@@ -19,7 +19,7 @@ BENCH = {"bench_fp32.json": "bench_smollm2-135m_h200_fp32.json", "bench_tf32.jso
 
 def rows_of(folder: Path) -> dict:
     rows = {}
-    for shard in sorted(folder.glob("*.jsonl")):
+    for shard in sorted(folder.glob("shard-*.jsonl")):  # not failed.jsonl (runs that failed, --keep-going)
         for line in shard.read_text().splitlines():
             try:
                 row = json.loads(line)
@@ -42,11 +42,14 @@ def main(fetched: str) -> None:
             merged = {**rows_of(folder), **committed}
             if len(merged) > len(committed):
                 mine.mkdir(exist_ok=True)
-                for old in mine.glob("*.jsonl"):
+                for old in mine.glob("shard-*.jsonl"):
                     old.unlink()
                 (mine / "shard-0.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n"
                                                             for r in merged.values()))
             print(f"{folder.name}: {len(committed)} -> {len(merged)} rows")
+            if (folder / "failed.jsonl").is_file():
+                for line in (folder / "failed.jsonl").read_text().splitlines():
+                    print(f"  FAILED on the box: {json.loads(line)['error']}")
         elif folder.name in BENCH:
             shutil.copy(folder, results / "bench" / BENCH[folder.name])
         elif folder.name.startswith("memsnap"):

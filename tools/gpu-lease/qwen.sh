@@ -1,7 +1,7 @@
 # Background chain on the box (started by start.sh with setsid): Qwen2.5-0.5B every-layer SST-2 sweep, then
 # the Qwen main-results core (7 tasks x 4 methods x 3 seeds).
 cd /root/code; source .gpu/env.sh; export PYTHONPATH=/root/code:/root/site
-F="--device cuda --cuda-graphs --paired-passes --tf32 --no-progress"
+F="--device cuda --cuda-graphs --paired-passes --tf32 --no-progress --keep-going"
 date; python3 -c "from dlzo.models import load_model; load_model('qwen2.5-0.5b', device='cpu', progress=False)"
 date; python3 -m dlzo sweep experiments/layer_sweep_qwen2.5-0.5b.yaml --results /root/res/layer_sweep_qwen2.5-0.5b \
   --run-logs /root/logs/qsweep --parallel 8 --min-free-gb 14 $F

@@ -4,7 +4,7 @@
 # SMOL_WORKERS workers in all (10 beside the Qwen chain, 14 alone), split 60/40; SMOL_FLAGS e.g. --no-loop-graphs.
 cd /root/code; source .gpu/env.sh; export PYTHONPATH=/root/code:/root/site
 N=${SMOL_WORKERS:-10}; NA=$(( N * 6 / 10 )); NB=$(( N - NA ))
-G="--device cuda --cuda-graphs --paired-passes --no-progress --min-free-gb 6 ${SMOL_FLAGS:-}"
+G="--device cuda --cuda-graphs --paired-passes --no-progress --min-free-gb 6 --keep-going ${SMOL_FLAGS:-}"
 chain_a() {
   date; python3 -m dlzo sweep experiments/layer_sweep_smollm2.yaml --results /root/res/layer_sweep_smollm2 \
     --run-logs /root/logs/lsweep --parallel $NA $G
@@ -14,7 +14,7 @@ chain_a() {
 }
 chain_b() {
   date; python3 -m dlzo sweep experiments/fo_layer_sweep_smollm2.yaml --results /root/res/fo_layer_sweep_smollm2 \
-    --parallel $NB --device cuda --no-progress --min-free-gb 6
+    --parallel $NB --device cuda --no-progress --min-free-gb 6 --keep-going
   date; python3 -m dlzo sweep experiments/ablations_smollm2.yaml --results /root/res/ablations_smollm2 \
     --run-logs /root/logs/abl --parallel $NB $G
   date; echo CHAIN B DONE
