@@ -2,6 +2,8 @@
 
 The paper's main claim is a comparison of averages over nine tasks; ours is made per seed and per task:
 
+* :func:`tuned_runs` — where a method ran with several lrs, the runs of the lr with the best mean dev score
+  on each task (MeZO's protocol; test never enters the choice), and :func:`chosen_lrs` to show them;
 * :func:`method_table` — mean ± std (and n) of each method on each task, plus the average over the tasks
   where every shown method has runs (an average over different task sets would not compare);
 * :func:`claim_tests` — the paired tests (by task and seed) of "dominant ≥ full MeZO" and "dominant >
@@ -15,7 +17,12 @@ from __future__ import annotations
 import pandas as pd
 
 from .errors import DlzoError
+from .experiments import select_lr
 from .stats import format_mean_std, paired_comparison_if_possible
+
+# the table's column order: no training, first order, full-model ZO, the paper's method and its controls
+METHOD_ORDER = ("zero_shot", "fo_full", "mezo_full", "mezo_lora", "sparse_mezo", "dominant", "dominant_lora",
+                "random_layer")
 
 # the paper's nine-task averages (its Table; 10k steps, fp16, 7B-8B models): context, not a comparison
 PAPER_AVERAGES = pd.DataFrame(
@@ -28,12 +35,33 @@ CLAIMS = (
     ("dominant", "mezo_full", "two-sided"),
     ("dominant", "mezo_full", "less"),
     ("dominant", "random_layer", "greater"),
+    ("dominant_lora", "mezo_lora", "two-sided"),
 )
 
 
 def _check(table: pd.DataFrame) -> None:
     if table.empty:
         raise DlzoError("The results table is empty; run the grid (or set recompute) first.")
+    runs = [c for c in ("model", "task", "method", "seed") if c in table]
+    if table.duplicated(runs).any():
+        raise DlzoError("Some method has several runs per task and seed (an lr grid); pass the table through "
+                        "dlzo.main_results.tuned_runs first, which keeps the lr picked on dev.")
+
+
+def tuned_runs(table: pd.DataFrame, by: str = "dev_score") -> pd.DataFrame:
+    """The runs of each method's best lr per model and task, by the mean ``by`` (dev) over seeds."""
+    if table.empty or "lr" not in table:
+        return table
+    return select_lr(table, by=by, group=[c for c in ("model", "task", "method") if c in table])
+
+
+def chosen_lrs(table: pd.DataFrame) -> pd.DataFrame:
+    """Task × method table of the lr each method's rows ran with (after :func:`tuned_runs`: the one picked)."""
+    _check(table)
+    shown = table[table["lr"].fillna(0) > 0] if "lr" in table else table.iloc[:0]  # zero-shot rows: lr 0 / none
+    order = [m for m in METHOD_ORDER if m in set(shown["method"])] + sorted(set(shown["method"]) - set(METHOD_ORDER))
+    lrs = shown.groupby(["task", "method"])["lr"].first().unstack("method")
+    return lrs.reindex(columns=order).map(lambda v: f"{v:.0e}" if pd.notna(v) else "—")
 
 
 def method_table(table: pd.DataFrame, methods: list[str] | None = None, metric: str = "test_score",

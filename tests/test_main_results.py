@@ -6,7 +6,7 @@ import pytest
 
 from dlzo.errors import DlzoError
 from dlzo.experiments import expand_grid
-from dlzo.main_results import PAPER_AVERAGES, claim_tests, coverage, method_table
+from dlzo.main_results import PAPER_AVERAGES, chosen_lrs, claim_tests, coverage, method_table, tuned_runs
 
 
 def results() -> pd.DataFrame:
@@ -103,3 +103,26 @@ def test_grid_results_reads_the_committed_table_or_nothing():
     assert grid["name"] == "main_core_smollm2" and len(table) >= 38
     assert set(table["device"]) == {"NVIDIA H200"} and {"dominant", "zero_shot"} <= set(table["method"])
     assert grid_results("")[0] is None and grid_results("")[1].empty
+
+
+def test_an_lr_grid_is_reduced_to_the_lr_picked_on_dev_per_task_before_any_table():
+    rows = []
+    for seed in range(3):
+        for lr, dev, test in ((1e-4, 60.0, 90.0), (1e-3, 70.0, 65.0)):  # test would prefer 1e-4: dev decides
+            rows.append({"model": "m", "task": "sst2", "method": "dominant", "seed": seed, "lr": lr,
+                         "dev_score": dev + seed, "test_score": test})
+        for lr, dev in ((1e-4, 55.0), (1e-3, 50.0)):  # on copa the other lr wins
+            rows.append({"model": "m", "task": "copa", "method": "dominant", "seed": seed, "lr": lr,
+                         "dev_score": dev, "test_score": 60.0})
+        rows.append({"model": "m", "task": "sst2", "method": "zero_shot", "seed": seed, "lr": 0.0,
+                     "dev_score": 50.0, "test_score": 50.0})
+    table = pd.DataFrame(rows)
+    with pytest.raises(DlzoError, match="tuned_runs"):
+        method_table(table)  # two lrs per (task, method, seed) would be averaged: refused
+    tuned = tuned_runs(table)
+    assert len(tuned) == 9 and set(tuned[tuned.task == "sst2"].query("method == 'dominant'").lr) == {1e-3}
+    assert set(tuned[tuned.task == "copa"].lr) == {1e-4}
+    assert method_table(tuned)[1].loc["sst2", "dominant"] == "65.0 ± 0.0 (3)"
+    lrs = chosen_lrs(tuned)
+    assert lrs.loc["sst2", "dominant"] == "1e-03" and lrs.loc["copa", "dominant"] == "1e-04"
+    assert list(lrs.columns) == ["dominant"]  # zero-shot has no lr
