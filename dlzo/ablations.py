@@ -17,9 +17,14 @@ from .stats import paired_comparison, paired_comparison_if_possible
 def versus_reference(table: pd.DataFrame, reference: str = "dominant", metric: str = "test_score",
                      alternative: str = "two-sided") -> pd.DataFrame:
     """One row per (task, variant): the variant against ``reference`` paired by (model, task, seed)
-    (mean difference variant − reference, bootstrap CI, Wilcoxon p); variants without pairs are skipped."""
+    (mean difference variant − reference, bootstrap CI, Wilcoxon p); variants without pairs are skipped. A
+    variant that ran with several lrs (an lr sensitivity row) is read once per lr, as ``"<variant> lr=<lr>"``."""
     if table.empty or reference not in set(table["method"]):
         raise DlzoError(f"The results have no {reference!r} runs to compare the variants with; run them first.")
+    if "lr" in table:
+        several = table.groupby("method")["lr"].transform("nunique") > 1
+        table = table.assign(method=table["method"].where(
+            ~several, table["method"] + " lr=" + table["lr"].map(lambda v: f"{v:g}")))
     rows = []
     for task, part in table.groupby("task", sort=False):
         for variant in dict.fromkeys(part["method"]):

@@ -63,12 +63,15 @@ def test_variants_are_read_against_the_dominant_layer_by_seed():
         rows += [{"model": "m", "task": "sst2", "method": "dominant", "seed": seed, "lr": 1e-3, "test_score": 70.0},
                  {"model": "m", "task": "sst2", "method": "mlp_only", "seed": seed, "lr": 1e-3,
                   "test_score": 68.0 - seed},
-                 {"model": "m", "task": "sst2", "method": "dominant_lr", "seed": seed, "lr": 1e-4, "test_score": 60.0}]
+                 {"model": "m", "task": "sst2", "method": "dominant_lr", "seed": seed, "lr": 1e-4, "test_score": 60.0},
+                 {"model": "m", "task": "sst2", "method": "dominant_lr", "seed": seed, "lr": 1e-2, "test_score": 50.0}]
     table = pd.DataFrame(rows)
     out = versus_reference(table).set_index("a")
     assert out.loc["mlp_only", "mean_diff"] == -3.0 and out.loc["mlp_only", "losses"] == 3
+    # an lr sensitivity variant is read once per lr, not dropped for having several runs per seed
+    assert out.loc["dominant_lr lr=0.0001", "mean_diff"] == -10.0 and out.loc["dominant_lr lr=0.01", "mean_diff"] == -20.0
     curves = lr_curves(table)
-    assert set(curves["lr"]) == {1e-3, 1e-4} and curves["n"].max() == 3
+    assert set(curves["lr"]) == {1e-3, 1e-4, 1e-2} and curves["n"].max() == 3
     with pytest.raises(DlzoError, match="no 'dominant' runs"):
         versus_reference(table[table.method != "dominant"])
 
