@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         wait_for_free_memory,
     )
     from ..layers import num_layers
-    from ..models import float32_matmul, pick_device
+    from ..models import float32_matmul
     from ..paths import repo_root
     from ..recipes import RunContext
 
@@ -93,13 +93,14 @@ def run(args: argparse.Namespace) -> int:
     grid = load_grid(args.grid)
     folder = args.results or str((repo_root() or Path(".")) / "results" / grid["name"])
     store = ResultsStore(folder)
-    if args.min_free_gb is not None and not pick_device(args.device).startswith("cuda"):
-        raise DlzoError("--min-free-gb needs a CUDA device; drop it or pass --device cuda.")
     context = RunContext(device=args.device, dtype=args.dtype, data_dir=args.data_dir, progress=False,
                          cuda_graphs=args.cuda_graphs, paired_passes=args.paired_passes, run_logs=args.run_logs,
                          loop_graphs=args.loop_graphs)
-    mismatch = numeric_mismatch(store.rows(), context.device.startswith("cuda"), args.dtype,
-                                float32_matmul(context.device))
+    on_gpu = context.device.startswith("cuda")
+    if args.min_free_gb is not None and not on_gpu:
+        raise DlzoError("--min-free-gb needs a CUDA device; drop it or pass --device cuda.")
+    numerics = (on_gpu, args.dtype, float32_matmul(context.device))  # what this sweep's rows will record
+    mismatch = numeric_mismatch(store.rows(), *numerics)
     if mismatch:
         raise DlzoError(f"{folder} holds runs made with other numerics ({mismatch}); run with the settings of "
                         "those rows (--dtype, --tf32) or into another --results folder.")
@@ -109,8 +110,7 @@ def run(args: argparse.Namespace) -> int:
         del counter
         for source in args.adopt:
             theirs = [r for r in ResultsStore(source).rows() if r.get("key") in keys]
-            mismatch = numeric_mismatch(theirs, context.device.startswith("cuda"), args.dtype,
-                                        float32_matmul(context.device))
+            mismatch = numeric_mismatch(theirs, *numerics)
             if mismatch:
                 raise DlzoError(f"{source} holds runs made with other numerics ({mismatch}); adopt only runs "
                                 "made with the settings of this sweep.")
