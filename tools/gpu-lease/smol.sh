@@ -1,6 +1,6 @@
 # Background chains on the box (started by start.sh with setsid), side by side:
 #   A: the ZO every-layer sweep (SST-2, COPA, RTE), then the main table (main_smollm2, adopting main_core's runs)
-#   B: the first-order every-layer sweep (SST-2), then the ablations
+#   B: the ablations, then the first-order every-layer sweep (SST-2), then every layer with its own lr (SST-2)
 # SMOL_WORKERS workers in all (10 beside the Qwen chain, 14 alone), split 60/40; SMOL_FLAGS e.g. --no-loop-graphs.
 cd /root/code; source .gpu/env.sh; export PYTHONPATH=/root/code:/root/site
 N=${SMOL_WORKERS:-10}; NA=$(( N * 6 / 10 )); NB=$(( N - NA ))
@@ -13,10 +13,12 @@ chain_a() {
   date; echo CHAIN A DONE
 }
 chain_b() {
-  date; python3 -m dlzo sweep experiments/fo_layer_sweep_smollm2.yaml --results /root/res/fo_layer_sweep_smollm2 \
-    --parallel $NB --device cuda --no-progress --min-free-gb 6 --keep-going
   date; python3 -m dlzo sweep experiments/ablations_smollm2.yaml --results /root/res/ablations_smollm2 \
     --run-logs /root/logs/abl --parallel $NB $G
+  date; python3 -m dlzo sweep experiments/fo_layer_sweep_smollm2.yaml --results /root/res/fo_layer_sweep_smollm2 \
+    --parallel $NB --device cuda --no-progress --min-free-gb 6 --keep-going
+  date; python3 -m dlzo sweep experiments/layer_lr_sweep_smollm2.yaml --results /root/res/layer_lr_sweep_smollm2 \
+    --adopt /root/res/layer_sweep_smollm2 --run-logs /root/logs/lrsweep --parallel $NB $G
   date; echo CHAIN B DONE
 }
 chain_a > /root/smol_a.log 2>&1 &

@@ -1,5 +1,5 @@
 # the quiet bench, then the SmolLM2 chain (and the Qwen chain when Qwen was staged) in the background
-[ -f .stage/qa.tgz ] && tar xzf .stage/qa.tgz -C /root/data  # SQuAD and DROP (carried by this call)
+for t in qa multirc; do [ -f .stage/$t.tgz ] && tar xzf .stage/$t.tgz -C /root/data; done  # SQuAD, DROP, MultiRC (carried by this call)
 rm -rf /root/code; cp -r $PWD /root/code; cd /root/code  # the code as of this call
 # a quiet bench first (BENCH=quick ~1.5 min, BENCH=full ~4 min; nothing else on the box), then the sweeps
 grep -q "BENCH DONE" /root/bench.log 2>/dev/null || bash .gpu/bench_bg.sh > /root/bench.log 2>&1
