@@ -33,6 +33,7 @@ from IPython.display import display
 
 import dlzo
 from dlzo.calibration import calibration_texts
+from dlzo.experiments import select_lr
 from dlzo.notebook import grid_results, setup
 from dlzo.outliers import profile_activations
 from dlzo.paths import repo_root
@@ -54,6 +55,7 @@ progress: bool = True  # progress bars
 output_dir: str = "."  # where figures/ and results/ go, relative to the repo root
 sweep_grids: list = ["experiments/layer_sweep_smollm2.yaml", "experiments/layer_sweep_qwen2.5-0.5b.yaml"]  # single-layer sweeps (one model each); grids without results are skipped
 controls_grid: str = "experiments/controls_smollm2.yaml"  # RTE and COPA controls, empty to skip
+lr_sweep_grid: str = "experiments/layer_lr_sweep_smollm2.yaml"  # every layer with its own lr (SST-2), empty to skip
 recompute: bool = False  # run missing grid cells here; False renders the committed results
 
 # %%
@@ -93,6 +95,7 @@ print(summary.to_string(index=False))
 
 # %%
 import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
 
 n = len(profiles)
 fig, axes = plt.subplots(n, 1, figsize=(7.5, 3.4 * n), squeeze=False)
@@ -212,6 +215,37 @@ _, controls = grid_results(controls_grid)
 if len(controls):
     view = controls.groupby(["task", "method"])["test_score"].agg(["mean", "std", "count"]).round(1)
     display(view)
+
+# %% [markdown]
+# ### Every layer with its own lr (SST-2)
+# The sweeps above give every layer of a model the same lr, so a layer whose ZO signal is larger also takes
+# larger steps. `experiments/layer_lr_sweep_smollm2.yaml` gives each SmolLM2 layer its own lr, picked on dev
+# among {3e-4, 1e-3, 3e-3} (mean dev score over seeds; test never enters), 3 seeds; its 1e-3 runs are the
+# sweep's above. Drawn once the grid holds more than one lr.
+
+# %% tags=["nbval-check-output"]
+lr_grid, lr_table = grid_results(lr_sweep_grid)
+if len(lr_table) and lr_table["lr"].nunique() > 1:
+    lr_model = lr_grid["models"][0]
+    _, lr_fixed, lr_strict, lr_loose = sweeps[lr_model]
+    lr_task = lr_grid["tasks"][0]
+    tuned = sweep_runs(select_lr(lr_table, by="dev_score"), task=lr_task)
+    fixed = lr_fixed[lr_fixed["task"] == lr_task]
+    tuned = pd.concat([tuned, fixed[fixed["kind"] != "layer"]])  # full MeZO and zero-shot from the sweep
+    both = pd.concat([layer_summary(fixed).assign(lr="one lr (1e-3) for every layer"),
+                      layer_summary(tuned).assign(lr="each layer's own lr, picked on dev")])
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    sns.lineplot(data=both, x="layer", y="mean", hue="lr", marker="o", ax=ax)
+    ax.axvline(lr_strict, color="crimson", ls="--", lw=1, label=f"strict outlier layer {lr_strict}")
+    ax.set_ylabel(f"{lr_task} test accuracy (%)")
+    ax.legend(fontsize=8)
+    save_figure(fig, "01_layer_lr_sweep", out / "figures")
+    plt.show()
+    chosen = tuned[tuned["kind"] == "layer"].groupby("layer")["lr"].first()
+    print("lr picked on dev per layer:", {int(k): float(v) for k, v in chosen.items()})
+    print(layer_findings(tuned, lr_strict, lr_loose).round(1).T.to_string())
+else:
+    print(f"per-layer lr sweep: not run yet ({lr_sweep_grid or 'skipped'})")
 
 # %% [markdown]
 # ## Reading the sweeps (H200; SmolLM2-135M SST-2, COPA and RTE: every layer × 3 seeds; Qwen2.5-0.5B SST-2 3 seeds)
