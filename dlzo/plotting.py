@@ -106,6 +106,23 @@ def plot_layer_sweep(summary: pd.DataFrame, refs: pd.DataFrame | None = None, st
     return ax
 
 
+def plot_layer_curves(curves: dict[str, pd.DataFrame], strict_layer: int | None = None, ax=None,
+                      ylabel: str = "test score", legend_title: str | None = None):
+    """Several single-layer sweeps of one task on one axis: ``curves`` maps a label (e.g. "ZO, lr 1e-3",
+    "first order") to that sweep's :func:`dlzo.sweeps.layer_summary`; each draws its per-layer mean, and the
+    strict first outlier layer is marked."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.4))
+    data = pd.concat([summary.assign(curve=label) for label, summary in curves.items()], ignore_index=True)
+    sns.lineplot(data=data, x="layer", y="mean", hue="curve", marker="o", ax=ax)
+    mark_outlier_layers(ax, strict_layer)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trained decoder layer (0-based)")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, title=legend_title)
+    return ax
+
+
 def mark_outlier_layers(ax, strict_layer: int | None = None, loose_layer: int | None = None):
     """Labelled vertical lines at the first outlier layer by the strict rule (crimson, dashed) and by the looser
     rule (orange, dotted; drawn only where it differs). Either may be ``None`` (no such layer)."""

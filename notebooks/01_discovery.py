@@ -37,7 +37,13 @@ from dlzo.experiments import select_lr
 from dlzo.notebook import grid_results, setup
 from dlzo.outliers import profile_activations
 from dlzo.paths import repo_root
-from dlzo.plotting import outlier_summary_table, plot_layer_sweep, plot_outlier_profile, save_figure
+from dlzo.plotting import (
+    outlier_summary_table,
+    plot_layer_curves,
+    plot_layer_sweep,
+    plot_outlier_profile,
+    save_figure,
+)
 from dlzo.sweeps import compare_layer, layer_findings, layer_summary, reference_scores, sweep_runs
 
 # %% tags=["parameters"]
@@ -95,7 +101,6 @@ print(summary.to_string(index=False))
 
 # %%
 import matplotlib.pyplot as plt  # noqa: E402
-import seaborn as sns  # noqa: E402
 
 n = len(profiles)
 fig, axes = plt.subplots(n, 1, figsize=(7.5, 3.4 * n), squeeze=False)
@@ -232,14 +237,10 @@ if len(lr_table) and lr_table["lr"].nunique() > 1:
     tuned = sweep_runs(select_lr(lr_table, by="dev_score"), task=lr_task)
     fixed = lr_fixed[lr_fixed["task"] == lr_task]
     tuned = pd.concat([tuned, fixed[fixed["kind"] != "layer"]])  # full MeZO and zero-shot from the sweep
-    both = pd.concat([layer_summary(fixed).assign(lr="one lr (1e-3) for every layer"),
-                      layer_summary(tuned).assign(lr="each layer's own lr, picked on dev")])
-    fig, ax = plt.subplots(figsize=(8, 3.4))
-    sns.lineplot(data=both, x="layer", y="mean", hue="lr", marker="o", ax=ax)
-    ax.axvline(lr_strict, color="crimson", ls="--", lw=1, label=f"strict outlier layer {lr_strict}")
-    ax.set_ylabel(f"{lr_task} test accuracy (%)")
-    ax.legend(fontsize=8)
-    save_figure(fig, "01_layer_lr_sweep", out / "figures")
+    curves = {"one lr (1e-3) for every layer": layer_summary(fixed),
+              "each layer's own lr, picked on dev": layer_summary(tuned)}
+    ax = plot_layer_curves(curves, lr_strict, ylabel=f"{lr_task} test accuracy (%)")
+    save_figure(ax.figure, "01_layer_lr_sweep", out / "figures")
     plt.show()
     chosen = tuned[tuned["kind"] == "layer"].groupby("layer")["lr"].first()
     print("lr picked on dev per layer:", {int(k): float(v) for k, v in chosen.items()})

@@ -59,7 +59,7 @@ from dlzo.notebook import setup
 from dlzo.outliers import profile_activations
 from dlzo.paths import repo_root
 from dlzo.perturbation import analyze_layers
-from dlzo.plotting import layer_axes, save_figure
+from dlzo.plotting import layer_axes, plot_layer_curves, save_figure
 from dlzo.sweeps import layer_summary, reference_scores, sweep_runs
 from dlzo.tasks import load_task_data
 
@@ -337,16 +337,11 @@ fo_table = ResultsStore(repo_root() / "results" / "fo_layer_sweep_smollm2").tabl
 if model == "smollm2-135m" and task == "sst2" and len(fo_table) and len(sweep_table):
     fo = sweep_runs(select_lr(fo_table, by="dev_score"), task=task)
     zo = sweep_runs(sweep_table, task=task)
-    both = pd.concat([layer_summary(zo).assign(trainer="ZO (MeZO-SGD, lr 1e-3)"),
-                      layer_summary(fo).assign(trainer="first order (AdamW, lr on dev)")])
-    fig, ax = plt.subplots(figsize=(8, 3.4))
-    sns.lineplot(data=both, x="layer", y="mean", hue="trainer", marker="o", ax=ax)
-    ax.axvline(strict_layer, color="crimson", ls="--", lw=1, label=f"strict outlier layer {strict_layer}")
-    ax.set_ylabel(f"{task} test accuracy (%)")
-    ax.legend(fontsize=8)
-    save_figure(fig, "02_fo_vs_zo_layers", out / "figures")
+    curves = {"ZO (MeZO-SGD, lr 1e-3)": layer_summary(zo), "first order (AdamW, lr on dev)": layer_summary(fo)}
+    ax = plot_layer_curves(curves, strict_layer, ylabel=f"{task} test accuracy (%)")
+    save_figure(ax.figure, "02_fo_vs_zo_layers", out / "figures")
     plt.show()
-    print(both.pivot_table(index="layer", columns="trainer", values="mean").round(1).to_string())
+    print(pd.DataFrame({label: c.set_index("layer")["mean"] for label, c in curves.items()}).round(1).to_string())
     single = fo[fo["kind"] == "layer"]
     seeds = single.groupby("layer")["seed"].nunique()
     print(f"first order: {len(single)} single-layer runs, {seeds.min()}–{seeds.max()} seeds per layer; "

@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dlzo.plotting import layer_axes, mark_outlier_layers, plot_layer_sweep, save_figure  # noqa: E402
+from dlzo.plotting import layer_axes, mark_outlier_layers, plot_layer_curves, plot_layer_sweep, save_figure  # noqa: E402
 
 
 def test_saved_figures_are_byte_stable(tmp_path):
@@ -42,4 +42,15 @@ def test_layer_sweep_plot_shows_layers_references_and_marks():
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "full MeZO (68.0)" in labels and "zero-shot (50.0)" in labels
     assert "first outlier layer, strict (1)" in labels and ax.get_title() == "t"
+    plt.close("all")
+
+
+def test_layer_curves_draw_one_line_per_sweep_and_mark_the_outlier_layer():
+    zo = pd.DataFrame({"layer": [0, 1, 2], "mean": [52.0, 71.0, 80.0]})
+    fo = pd.DataFrame({"layer": [0, 1, 2], "mean": [83.0, 85.0, 84.0]})
+    ax = plot_layer_curves({"ZO": zo, "first order": fo}, strict_layer=1, ylabel="sst2 (%)")
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:2] == ["ZO", "first order"] and "first outlier layer, strict (1)" in labels
+    drawn = sorted(tuple(line.get_ydata()) for line in ax.get_lines() if len(line.get_ydata()) == 3)
+    assert drawn == [(52.0, 71.0, 80.0), (83.0, 85.0, 84.0)] and ax.get_ylabel() == "sst2 (%)"
     plt.close("all")
