@@ -39,6 +39,13 @@ CLAIMS = (
 )
 
 
+def ordered_methods(methods) -> list[str]:
+    """``methods`` in the table's column order: those of :data:`METHOD_ORDER` first, in that order, then the
+    others in the order given."""
+    methods = list(methods)
+    return [m for m in METHOD_ORDER if m in methods] + [m for m in methods if m not in METHOD_ORDER]
+
+
 def _check(table: pd.DataFrame) -> None:
     if table.empty:
         raise DlzoError("The results table is empty; run the grid (or set recompute) first.")
@@ -59,7 +66,7 @@ def chosen_lrs(table: pd.DataFrame) -> pd.DataFrame:
     """Task × method table of the lr each method's rows ran with (after :func:`tuned_runs`: the one picked)."""
     _check(table)
     shown = table[table["lr"].fillna(0) > 0] if "lr" in table else table.iloc[:0]  # zero-shot rows: lr 0 / none
-    order = [m for m in METHOD_ORDER if m in set(shown["method"])] + sorted(set(shown["method"]) - set(METHOD_ORDER))
+    order = ordered_methods(sorted(set(shown["method"])))
     lrs = shown.groupby(["task", "method"])["lr"].first().unstack("method")
     return lrs.reindex(columns=order).map(lambda v: f"{v:.0e}" if pd.notna(v) else "—")
 

@@ -48,6 +48,7 @@ from dlzo.main_results import (
     claim_tests,
     coverage,
     method_table,
+    ordered_methods,
     tuned_runs,
 )
 from dlzo.notebook import grid_results, setup
@@ -81,7 +82,7 @@ print(f"dlzo {dlzo.__version__} | device: {env['device']} (this kernel) | result
 # %% tags=["nbval-check-output"]
 cov = coverage(table, grid_runs(grid))
 done = cov.pivot(index="task", columns="method", values="done").reindex(grid["tasks"])
-print(done[[m for m in METHOD_ORDER if m in done] + [m for m in done if m not in METHOD_ORDER]].to_string())
+print(done[ordered_methods(done.columns)].to_string())
 print(f"{int(cov['done'].sum())} of {int(cov['planned'].sum())} runs finished")
 
 # %% [markdown]

@@ -6,7 +6,15 @@ import pytest
 
 from dlzo.errors import DlzoError
 from dlzo.experiments import expand_grid
-from dlzo.main_results import PAPER_AVERAGES, chosen_lrs, claim_tests, coverage, method_table, tuned_runs
+from dlzo.main_results import (
+    PAPER_AVERAGES,
+    chosen_lrs,
+    claim_tests,
+    coverage,
+    method_table,
+    ordered_methods,
+    tuned_runs,
+)
 
 
 def results() -> pd.DataFrame:
@@ -129,3 +137,8 @@ def test_an_lr_grid_is_reduced_to_the_lr_picked_on_dev_per_task_before_any_table
     lrs = chosen_lrs(tuned)
     assert lrs.loc["sst2", "dominant"] == "1e-03" and lrs.loc["copa", "dominant"] == "1e-04"
     assert list(lrs.columns) == ["dominant"]  # zero-shot has no lr
+
+
+def test_ordered_methods_puts_the_papers_methods_first_then_the_rest_as_given():
+    assert ordered_methods(["random_layer", "my_variant", "dominant", "zero_shot", "another"]) == [
+        "zero_shot", "dominant", "random_layer", "my_variant", "another"]

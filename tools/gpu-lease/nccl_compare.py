@@ -14,9 +14,9 @@ def step_records(run: Path) -> list[dict]:
     return [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r.get("type") == "step"]
 
 
-def summary(run: Path) -> dict:
+def summary(run: Path, records: list[dict]) -> dict:
     result = json.loads((run / "result.json").read_text())
-    steps = step_records(run)[10:]  # past warm-up and graph capture
+    steps = records[10:]  # past warm-up and graph capture
     step_ms = [1e3 * (r["time_perturb"] + r["time_forward"] + r["time_update"]) for r in steps]
     return {"device": result["device"], "wall_time_s": result["wall_time_s"], "median_step_ms": statistics.median(step_ms),
             "returned_step": result["returned_step"], "best": result["best"], "final": result["final"]}
@@ -26,8 +26,9 @@ def main(one: str, two: str, out: str) -> None:
     a, b = load_file(Path(one) / "trained.safetensors"), load_file(Path(two) / "trained.safetensors")
     diff = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
     scale = max(a[k].float().abs().max().item() for k in a)
-    g1, g2 = ([r["g"] for r in step_records(Path(run))] for run in (one, two))
-    report = {"one_gpu": summary(Path(one)), "two_gpus_nccl": summary(Path(two)),
+    records = {run: step_records(Path(run)) for run in (one, two)}  # each log read once
+    g1, g2 = ([r["g"] for r in records[run]] for run in (one, two))
+    report = {"one_gpu": summary(Path(one), records[one]), "two_gpus_nccl": summary(Path(two), records[two]),
               "max_abs_param_diff": diff, "max_abs_param": scale, "tensors": len(a),
               # the whole trajectory, whatever step each run returned: the projected gradient of every step
               "steps_compared": min(len(g1), len(g2)),
