@@ -3,8 +3,10 @@
 cd /root/code; source .gpu/env.sh; export PYTHONPATH=/root/code:/root/site
 F="--device cuda --cuda-graphs --paired-passes --tf32 --no-progress --keep-going"
 date; python3 -c "from dlzo.models import load_model; load_model('qwen2.5-0.5b', device='cpu', progress=False)"
-date; python3 -m dlzo sweep experiments/layer_sweep_qwen2.5-0.5b.yaml --results /root/res/layer_sweep_qwen2.5-0.5b \
-  --run-logs /root/logs/qsweep --parallel 8 --min-free-gb 14 $F
+# The sweep's last runs (3 in session 9) and the core side by side, so no worker waits for the sweep's slow
+# full-MeZO runs; QWEN_WORKERS for the core (6 beside SmolLM2 on one GPU; start.sh gives it 10 on its own GPU).
+(date; python3 -m dlzo sweep experiments/layer_sweep_qwen2.5-0.5b.yaml --results /root/res/layer_sweep_qwen2.5-0.5b \
+  --run-logs /root/logs/qsweep --parallel 3 --min-free-gb 14 $F; date; echo QWEN SWEEP DONE) &
 date; python3 -m dlzo sweep experiments/main_core_qwen2.5-0.5b.yaml --results /root/res/main_core_qwen2.5-0.5b \
-  --run-logs /root/logs/qcore --parallel 6 --min-free-gb 14 $F
-date; echo QWEN DONE
+  --run-logs /root/logs/qcore --parallel ${QWEN_WORKERS:-6} --min-free-gb 14 $F
+wait; date; echo QWEN DONE

@@ -1,10 +1,14 @@
 # the quiet bench, then the SmolLM2 chain (and the Qwen chain when Qwen was staged) in the background
 for t in qa multirc; do [ -f .stage/$t.tgz ] && tar xzf .stage/$t.tgz -C /root/data; done  # SQuAD, DROP, MultiRC (carried by this call)
 rm -rf /root/code; cp -r $PWD /root/code; cd /root/code  # the code as of this call
-# a quiet bench first (BENCH=quick ~1.5 min, BENCH=full ~4 min; nothing else on the box), then the sweeps
-grep -q "BENCH DONE" /root/bench.log 2>/dev/null || bash .gpu/bench_bg.sh > /root/bench.log 2>&1
+# a quiet bench first (BENCH=quick ~1.5 min, BENCH=full ~4 min, BENCH=none skips it; nothing else on the box), then the sweeps
+[ "${BENCH:-quick}" = none ] || grep -q "BENCH DONE" /root/bench.log 2>/dev/null || bash .gpu/bench_bg.sh > /root/bench.log 2>&1
 grep -E "^(dominant|published|dlzo_full|fo_)" /root/bench.log
-if [ -f /root/cache/gguf/qwen2.5-0.5b.gguf ]; then
+NGPU=$(nvidia-smi -L | wc -l)
+if [ -f /root/cache/gguf/qwen2.5-0.5b.gguf ] && [ "$NGPU" -ge 2 ]; then  # x2 box: one GPU each, no sharing
+  (CUDA_VISIBLE_DEVICES=0 QWEN_WORKERS=${QWEN_WORKERS:-10} setsid nohup bash .gpu/qwen.sh > /root/qwen.log 2>&1 < /dev/null &)
+  export CUDA_VISIBLE_DEVICES=1 SMOL_WORKERS=${SMOL_WORKERS:-14}
+elif [ -f /root/cache/gguf/qwen2.5-0.5b.gguf ]; then
   (setsid nohup bash .gpu/qwen.sh > /root/qwen.log 2>&1 < /dev/null &)
 else
   export SMOL_WORKERS=${SMOL_WORKERS:-$(( 14 * $(nvidia-smi -L | wc -l) ))}  # every GPU for SmolLM2 (x2 box: 28)
