@@ -29,6 +29,7 @@ Options every method takes: ``num_train``, ``num_dev``, ``num_test`` (sample siz
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import time
 from dataclasses import dataclass
@@ -256,6 +257,7 @@ class RunContext:
                     "metric": test["metric"], "train_s": train_time, "total_s": time.perf_counter() - start})
         del model
         if self.device.startswith("cuda"):
+            gc.collect()  # the trained copy can sit in reference cycles (loss closures, graph runners)
             torch.cuda.empty_cache()
         return row
 

@@ -65,12 +65,28 @@ def test_two_gloo_ranks_match_each_other_and_one_process(tmp_path):
     rank1 = torch.load(tmp_path / "rank1.pt")
     assert all(torch.equal(rank0[n], rank1[n]) for n in rank0)  # no parameter traffic, yet identical
     single = tiny_llama(seed=0)
-    train(single, Selection(layers=[1]), per_example_loss(single), TRAIN, CONFIG, progress=False)
-    changed = 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the ranks' thread count: same matmul blocking, same rounding
+    try:
+        train(single, Selection(layers=[1]), per_example_loss(single), TRAIN, CONFIG, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert_same_training(rank0, single)
+
+
+def assert_same_training(sharded: dict, single: torch.nn.Module) -> None:
+    """The sharded run moved every parameter as the one-process run did, up to float rounding.
+
+    The sharded loss is a mean of per-rank means, so the two losses differ in the last bits, and ZO divides
+    that difference by 2 eps; the updates then differ by a tiny fraction of their size, which is the bound
+    checked here (1% of the largest update; a wrong perturbation or average is off by about 100%), not an absolute one that depends on threads and devices."""
+    initial = tiny_llama(seed=0)
+    moved = {n: p.detach().cpu() - initial.get_parameter(n).detach() for n, p in single.named_parameters()}
+    largest = max(float(d.abs().max()) for d in moved.values())
+    assert largest > 0  # training did move the selected layer
     for name, param in single.named_parameters():
-        torch.testing.assert_close(rank0[name], param.detach(), rtol=1e-4, atol=1e-6)
-        changed += not torch.equal(param.detach(), tiny_llama(seed=0).get_parameter(name).detach())
-    assert changed > 0  # training did move the selected layer
+        gap = float((sharded[name] - param.detach().cpu()).abs().max())
+        assert gap <= 1e-2 * largest, f"{name}: sharded and single runs differ by {gap:.2e} (largest update {largest:.2e})"
 
 
 def _nccl_worker(rank, world, port, out_dir):
@@ -93,5 +109,4 @@ def test_two_nccl_ranks_on_two_gpus_match_each_other_and_one_gpu(tmp_path):
     assert all(torch.equal(rank0[n], rank1[n]) for n in rank0)  # same seeded updates, nothing sent but 2 scalars
     single = tiny_llama(seed=0).to("cuda:0")
     train(single, Selection(layers=[1]), per_example_loss(single), TRAIN, CONFIG, progress=False)
-    for name, param in single.named_parameters():
-        torch.testing.assert_close(rank0[name], param.detach().cpu(), rtol=1e-4, atol=1e-5)
+    assert_same_training(rank0, single)

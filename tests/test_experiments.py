@@ -149,8 +149,12 @@ def test_workers_wait_for_free_gpu_memory_before_claiming_a_run(tmp_path, monkey
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (next(free), 80 * 2**30))
     naps = []
     monkeypatch.setattr(experiments.time, "sleep", naps.append)
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(1))
     experiments.wait_for_free_memory(8.0, poll_s=5.0)
     assert naps == [5.0, 5.0]  # two polls below 8 GiB, the third one starts the run
+    assert len(emptied) == 3  # every poll first gives this worker's cached blocks back (no idle deadlock)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (0, 80 * 2**30))
     with pytest.warns(UserWarning, match="less than 8 GiB free"):
         experiments.wait_for_free_memory(8.0, poll_s=0.0, timeout_s=0.0)
