@@ -21,10 +21,7 @@ def versus_reference(table: pd.DataFrame, reference: str = "dominant", metric: s
     variant that ran with several lrs (an lr sensitivity row) is read once per lr, as ``"<variant> lr=<lr>"``."""
     if table.empty or reference not in set(table["method"]):
         raise DlzoError(f"The results have no {reference!r} runs to compare the variants with; run them first.")
-    if "lr" in table:
-        several = table.groupby("method")["lr"].transform("nunique") > 1
-        table = table.assign(method=table["method"].where(
-            ~several, table["method"] + " lr=" + table["lr"].map(lambda v: f"{v:g}")))
+    table = with_variant_labels(table)
     rows = []
     for task, part in table.groupby("task", sort=False):
         for variant in dict.fromkeys(part["method"]):
@@ -35,6 +32,16 @@ def versus_reference(table: pd.DataFrame, reference: str = "dominant", metric: s
             if res is not None:
                 rows.append({"task": task, **res})
     return pd.DataFrame(rows)
+
+
+def with_variant_labels(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with each method that ran with several lrs split into one label per lr,
+    ``"<method> lr=<lr>"`` (an lr sensitivity row is several variants, one per lr); others keep their name."""
+    if table.empty or "lr" not in table:
+        return table
+    several = table.groupby("method")["lr"].transform("nunique") > 1
+    return table.assign(method=table["method"].where(
+        ~several, table["method"] + " lr=" + table["lr"].map(lambda v: f"{v:g}")))
 
 
 def lr_curves(table: pd.DataFrame, metric: str = "test_score") -> pd.DataFrame:

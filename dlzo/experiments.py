@@ -5,6 +5,10 @@ with a stable key; finished runs are appended as one JSON line each to a shard f
 folder (``results/<sweep>/shard-<i>.jsonl``), so a sweep killed at any point resumes where it stopped,
 and several processes (``shard=(i, n)``, or all runs with a shared ``claims`` folder) can fill one GPU side
 by side without sharing a file.
+
+A grid with ``lr_search_seeds`` searches each method's lr grid on those seeds only (MeZO's protocol): the
+other seeds run only the lr picked on dev from the search seeds' rows (:func:`plan_lr_search`), and
+:func:`run_grid` starts them as soon as their cell's search runs have finished.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -105,7 +109,27 @@ def load_grid(path: str | Path) -> dict:
     missing = [k for k in ("name", "models", "tasks", "seeds", "methods") if k not in (grid or {})]
     if missing:
         raise DlzoError(f"The grid file {path} lacks {', '.join(missing)}; see experiments/README.md.")
+    grid_search_seeds(grid, where=f"The grid file {path}")
     return grid
+
+
+def grid_search_seeds(grid: dict, where: str = "The grid") -> list[int] | None:
+    """The grid's ``lr_search_seeds`` (the seeds that run a method's whole lr grid; the other seeds run only
+    the lr picked on their dev scores), or None when the grid has no such key (every seed runs every lr).
+    Raises :class:`DlzoError` when the key is not a non-empty list of the grid's seeds."""
+    if grid.get("lr_search_seeds") is None:
+        return None
+    chosen = grid["lr_search_seeds"]
+    if (not isinstance(chosen, (list, tuple)) or not chosen
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in chosen)):
+        raise DlzoError(f"{where}'s lr_search_seeds must be a non-empty list of seeds (integers) such as [0], "
+                        f"not {chosen!r}.")
+    outside = sorted(set(chosen) - {int(s) for s in grid.get("seeds", [])})
+    if outside:
+        raise DlzoError(f"{where}'s lr_search_seeds lists seed{'s' if len(outside) > 1 else ''} "
+                        f"{', '.join(map(str, outside))} that its seeds do not; use some of its seeds "
+                        f"{list(grid.get('seeds', []))}.")
+    return [int(s) for s in dict.fromkeys(chosen)]
 
 
 def grid_runs(grid: dict, layers_of: Callable[[str], int] | None = None) -> list[RunConfig]:
@@ -118,6 +142,95 @@ def grid_runs(grid: dict, layers_of: Callable[[str], int] | None = None) -> list
         methods = {label: {**spec, "eps": grid["methods"][label].get("eps", grid["eps"])} if "eps" in spec else spec
                    for label, spec in methods.items()}
     return expand_grid(grid["models"], grid["tasks"], methods, grid["seeds"], layers_of=layers_of, **common)
+
+
+def cell_of(config: RunConfig) -> tuple:
+    """The lr-selection cell of a run: every setting but ``seed`` and ``lr`` (model, task, method label,
+    options such as an each-layer method's ``layers``, ε, steps, batch size, eval_every), hashable."""
+    return tuple((k, v) for k, v in sorted(config.as_dict().items()) if k not in ("seed", "lr"))
+
+
+@dataclass
+class LrSearchPlan:
+    """Which runs of a grid with ``lr_search_seeds`` may start now, given the finished rows.
+
+    ``ready``: the runs to run (or already run), in the grid's order: every run of a cell with one lr, the
+    search seeds' runs at every lr, and the other seeds' runs at the ``chosen`` lr of decided cells.
+    ``held``: one placeholder per other seed of each undecided cell (``lr=nan``, never run; their keys match
+    no row), so ``ready + held`` (:attr:`planned`) counts every run the grid will have.
+    ``chosen``: cell (:func:`cell_of`) -> lr picked on dev from the search seeds' rows.
+    ``pending``: undecided cells whose search runs may still finish; ``undecidable``: undecided cells whose
+    every search run is finished or failed, one at least failed (their held-back runs cannot start in this
+    sweep). ``search``: cell -> its search runs (every lr on the search seeds), for the cells with several lrs.
+    """
+
+    ready: list[RunConfig]
+    held: list[RunConfig]
+    chosen: dict[tuple, float]
+    pending: set[tuple]
+    undecidable: set[tuple]
+    search: dict[tuple, list[RunConfig]]
+
+    @property
+    def planned(self) -> list[RunConfig]:
+        """Every run the grid will have: the ready ones and the held-back placeholders."""
+        return self.ready + self.held
+
+    def held_in(self, cells: set[tuple]) -> int:
+        """How many held-back runs belong to ``cells`` (e.g. :attr:`undecidable`)."""
+        return sum(cell_of(r) in cells for r in self.held)
+
+
+def plan_lr_search(runs: list[RunConfig], search_seeds: Iterable[int] | None, rows: Iterable[dict],
+                   failed: Iterable[str] = (), by: str = "dev_score",
+                   higher_is_better: bool | None = None) -> LrSearchPlan:
+    """Split a grid's ``runs`` (:func:`grid_runs`) into the ready and the held-back ones, given the finished
+    ``rows`` of its results folder and the keys of runs that ``failed`` in this sweep.
+
+    A cell (:func:`cell_of`) with more than one lr runs every lr on ``search_seeds``; on its other seeds it runs
+    only the lr chosen as :func:`select_lr` chooses (best mean ``by`` over the search seeds' rows, ties to the
+    smaller lr), once every search run of the cell has a row. Until then the other seeds' runs are held back.
+    ``search_seeds=None`` makes every run ready (the plain grid).
+    """
+    if search_seeds is None:
+        return LrSearchPlan(list(runs), [], {}, set(), set(), {})
+    search_seeds, failed = set(search_seeds), set(failed)
+    cells: dict[tuple, list[RunConfig]] = {}
+    for run in runs:
+        cells.setdefault(cell_of(run), []).append(run)
+    staged = {cell for cell, members in cells.items()
+              if len({r.lr for r in members}) > 1 and any(r.seed in search_seeds for r in members)}
+    search = {cell: [r for r in cells[cell] if r.seed in search_seeds] for cell in staged}
+    by_key = {row["key"]: row for row in rows if "key" in row}
+    decided = [cell for cell in staged if all(r.key in by_key for r in search[cell])]
+    chosen: dict[tuple, float] = {}
+    if decided:
+        ids = {cell: i for i, cell in enumerate(decided)}
+        df = pd.DataFrame([{"cell": ids[cell], "lr": r.lr, by: by_key[r.key].get(by)}
+                           for cell in decided for r in search[cell]])
+        df[by] = pd.to_numeric(df[by], errors="coerce")
+        best = _best_lrs(df, by, ["cell"], higher_is_better)
+        chosen = {decided[int(cell)]: float(lr) for cell, lr in zip(best["cell"], best["lr"], strict=True)}
+    undecidable = {cell for cell in staged if cell not in chosen
+                   and all(r.key in by_key or r.key in failed for r in search[cell])}
+    pending = staged - set(chosen) - undecidable
+    ready, held, placed = [], [], set()
+    for run in runs:
+        cell = cell_of(run)
+        if cell not in staged or run.seed in search_seeds or chosen.get(cell) == run.lr:
+            ready.append(run)
+        elif cell not in chosen and (cell, run.seed) not in placed:
+            placed.add((cell, run.seed))
+            held.append(replace(run, lr=float("nan")))
+    return LrSearchPlan(ready, held, chosen, pending, undecidable, search)
+
+
+def planned_runs(grid: dict, rows: Iterable[dict] = (), layers_of: Callable[[str], int] | None = None) -> list[RunConfig]:
+    """The runs a loaded grid will have given its finished ``rows``: :func:`grid_runs` for a plain grid; with
+    ``lr_search_seeds``, the ready runs and one ``lr=nan`` placeholder per held-back run
+    (:attr:`LrSearchPlan.planned`; e.g. for :func:`dlzo.main_results.coverage`)."""
+    runs = grid_runs(grid, layers_of=layers_of)
+    return plan_lr_search(runs, grid_search_seeds(grid), rows).planned
 
 
 class ResultsStore:
@@ -194,10 +307,49 @@ def claim(claims: str | Path, key: str) -> bool:
     """Claim run ``key`` for this process: True for exactly one caller per ``claims`` folder (an atomic
     exclusive create), so workers sharing the folder never run the same run twice."""
     try:
-        os.close(os.open(Path(claims) / key, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        handle = os.open(Path(claims) / key, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except (FileExistsError, FileNotFoundError):  # claimed already, or the sweep owning the folder has ended
         return False
+    try:
+        os.write(handle, str(os.getpid()).encode())  # the holder, so waiting workers can tell it has died
+    finally:
+        os.close(handle)
     return True
+
+
+def _claim_lost(path: Path) -> bool:
+    """Whether the claim file ``path`` belongs to a process that no longer exists (killed with its run)."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return False
+    if not text.isdigit():
+        return False  # just created, or made by hand: assume its holder lives
+    try:
+        os.kill(int(text), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OSError):
+        return False
+    return False
+
+
+def _note_failed(claims: str | Path | None, key: str) -> None:
+    """Tell the other workers of ``claims`` that run ``key`` failed in this sweep."""
+    if claims is not None:
+        try:
+            (Path(claims) / f"{key}.failed").touch()
+        except OSError:
+            pass
+
+
+def _failed_in_sweep(claims: str | Path | None, keys: Iterable[str]) -> set[str]:
+    """Of ``keys``, the runs failed in this sweep according to ``claims`` (noted, or claimed by a process that
+    has died)."""
+    if claims is None:
+        return set()
+    folder = Path(claims)
+    return {key for key in keys if (folder / f"{key}.failed").exists() or _claim_lost(folder / key)}
 
 
 def release(claims: str | Path, key: str) -> None:
@@ -269,7 +421,9 @@ def wait_for_free_memory(min_gib: float, device: str = "cuda", poll_s: float = 1
 def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunConfig], dict],
              shard: tuple[int, int] = (0, 1), time_budget_s: float | None = None, progress: bool = True,
              claims: str | Path | None = None, oom_retries: int = 3, oom_wait_s: float = 60.0,
-             before_run: Callable[[], object] | None = None, keep_going: bool = False) -> dict:
+             before_run: Callable[[], object] | None = None, keep_going: bool = False,
+             lr_search_seeds: list[int] | None = None, poll_s: float = 5.0,
+             sleep: Callable[[float], object] | None = None) -> dict:
     """Run every not-yet-finished run of this shard; stop starting new runs once ``time_budget_s`` is spent
     (at least one run always starts, so every chunk of a long sweep makes progress).
 
@@ -287,75 +441,149 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
     Any other failure is raised, unless ``keep_going``: then the run is recorded in the store's
     ``failed.jsonl`` (key, settings, error) with a warning, and the sweep goes on with the next run (a later
     sweep tries it again).
-    Returns counts: ``{"done_before", "ran", "left", "failed"}`` (``left``: unfinished runs nobody has started).
+
+    ``lr_search_seeds`` (a grid's key, :func:`grid_search_seeds`; ``runs`` is then the whole grid): a cell with
+    several lrs runs them all on those seeds, and its other seeds' runs are held back until every search run
+    of the cell has a row; then only the lr picked on dev (:func:`plan_lr_search`) runs on them, in this same
+    call. A worker whose queue is empty looks at the results again (its own and other shards' rows); with
+    ``claims`` it waits (``sleep(poll_s)`` between looks) while held-back runs may still become ready because
+    another worker is running their search runs, and stops waiting once the time budget is spent. A cell whose
+    search run failed in this sweep (``keep_going``, or its worker died) cannot be decided: its held-back runs
+    are skipped. Fixed shards (no ``claims``) never wait for other shards: what they cannot start yet stays
+    held back for the next call.
+
+    Returns counts: ``{"done_before", "ran", "left", "failed"}`` (``left``: unfinished runs nobody has started),
+    and with ``lr_search_seeds`` also ``"held"`` (held-back runs of the whole grid not ready at the end) and
+    ``"undecided"`` (those of them skipped because a search run of their cell failed).
     """
     index, count = shard
     if not 0 <= index < count:
         raise DlzoError(f"Shard {index} of {count} does not exist; use 0..{count - 1}.")
     ordered = sorted(runs, key=lambda r: r.seed)
     mine = ordered if claims is not None else [r for i, r in enumerate(ordered) if i % count == index]
-    done = store.done_keys()
-    todo = [r for r in mine if r.key not in done]
+    staged = lr_search_seeds is not None
+    failed_here: set[str] = set()  # runs this worker saw fail (keep_going)
+
+    if staged:
+        search_keys = [r.key for cell in plan_lr_search(runs, lr_search_seeds, []).search.values() for r in cell]
+
+        def replan() -> tuple[LrSearchPlan, set[str]]:
+            rows = store.rows()
+            done = {row["key"] for row in rows if "key" in row}
+            lost = _failed_in_sweep(claims, [k for k in search_keys if k not in done])
+            plan = plan_lr_search(runs, lr_search_seeds, rows, failed=failed_here | lost)
+            return plan, done
+
+        plan, done = replan()
+        ready = {r.key for r in plan.ready}
+        todo = [r for r in mine if r.key in ready and r.key not in done]
+        done_before = sum(r.key in ready and r.key in done for r in mine)
+    else:
+        done = store.done_keys()
+        todo = [r for r in mine if r.key not in done]
+        done_before = len(mine) - len(todo)
     start = time.perf_counter()
+
+    def out_of_time() -> bool:
+        return time_budget_s is not None and time.perf_counter() - start > time_budget_s
+
     ran = 0
     bar = progress_bar(total=len(todo), enabled=progress, desc=f"runs (shard {index}/{count})", unit="run")
-    queue, failures, failed = list(todo), dict.fromkeys((r.key for r in todo), 0), 0
-    while queue:
-        config = queue.pop(0)
-        if ran and time_budget_s is not None and time.perf_counter() - start > time_budget_s:
-            break
-        if claims is not None and (Path(claims) / config.key).exists():
-            continue  # taken already: no need to wait for memory for it
-        if before_run is not None:
-            before_run()
-        if claims is not None and not claim(claims, config.key):
-            continue
-        metrics = None
-        try:
-            metrics = run_fn(config)
-        except Exception as error:
-            failures[config.key] += 1
-            if not out_of_memory(error) or failures[config.key] > oom_retries:
-                if not keep_going:
-                    raise
-                store.record_failure(config, error)
-                failed += 1
-                bar.update(1)
+    queue, failures, failed, stopped = list(todo), dict.fromkeys((r.key for r in todo), 0), 0, False
+    while True:
+        while queue:
+            config = queue.pop(0)
+            if ran and out_of_time():
+                stopped = True
+                break
+            if claims is not None and (Path(claims) / config.key).exists():
+                continue  # taken already: no need to wait for memory for it
+            if before_run is not None:
+                before_run()
+            if claims is not None and not claim(claims, config.key):
                 continue
-        if metrics is None:  # out of memory; outside the except block, so the run's tensors can be freed
-            warnings.warn(f"dlzo: run {config.key} ran out of device memory (try {failures[config.key]} of "
-                          f"{oom_retries + 1}); it goes back to the queue.", stacklevel=2)
-            if claims is not None:
-                release(claims, config.key)
-            _free_device_memory()
-            time.sleep(oom_wait_s)
-            queue.append(config)
+            metrics = None
+            try:
+                metrics = run_fn(config)
+            except Exception as error:
+                failures[config.key] = failures.get(config.key, 0) + 1
+                if not out_of_memory(error) or failures[config.key] > oom_retries:
+                    if staged:
+                        failed_here.add(config.key)
+                        _note_failed(claims, config.key)  # other workers stop waiting for it
+                    if not keep_going:
+                        raise
+                    store.record_failure(config, error)
+                    failed += 1
+                    bar.update(1)
+                    continue
+            if metrics is None:  # out of memory; outside the except block, so the run's tensors can be freed
+                warnings.warn(f"dlzo: run {config.key} ran out of device memory (try {failures[config.key]} of "
+                              f"{oom_retries + 1}); it goes back to the queue.", stacklevel=2)
+                if claims is not None:
+                    release(claims, config.key)
+                _free_device_memory()
+                time.sleep(oom_wait_s)
+                queue.append(config)
+                continue
+            store.append({**config.as_dict(), **metrics, "key": config.key}, shard=index)
+            ran += 1
+            bar.update(1)
+        if not staged or stopped or out_of_time():
+            break
+        plan, done = replan()  # the search runs finished meanwhile may have decided some cells' lr
+        ready = {r.key for r in plan.ready}
+        fresh = [r for r in mine if r.key in ready and r.key not in done and r.key not in failed_here
+                 and (claims is None or not (Path(claims) / r.key).exists())]
+        if fresh:
+            queue = fresh
+            bar.total = (bar.total or 0) + len(fresh)
+            bar.refresh()
             continue
-        store.append({**config.as_dict(), **metrics, "key": config.key}, shard=index)
-        ran += 1
-        bar.update(1)
+        if claims is None or not plan.pending:
+            break
+        (sleep or time.sleep)(poll_s)  # other workers still run search runs: wait for their rows
     bar.close()
+    if staged:
+        plan, done = replan()
+        ready = {r.key for r in plan.ready}
+        unfinished = [r for r in mine if r.key in ready and r.key not in done]
+        left = len(unfinished) if claims is None else sum(not (Path(claims) / r.key).exists() for r in unfinished)
+        return {"done_before": done_before, "ran": ran, "left": left, "failed": failed, "held": len(plan.held),
+                "undecided": plan.held_in(plan.undecidable)}
     if claims is None:
         left = len(todo) - ran
     else:
         left = sum(1 for r in todo if not (Path(claims) / r.key).exists())
-    return {"done_before": len(mine) - len(todo), "ran": ran, "left": left, "failed": failed}
+    return {"done_before": done_before, "ran": ran, "left": left, "failed": failed}
+
+
+def _best_lrs(df: pd.DataFrame, by: str, group: list[str], higher_is_better: bool | None) -> pd.DataFrame:
+    """Per ``group``, the lr with the best mean ``by`` (ties: the smaller lr); columns ``group + ["lr"]``."""
+    higher = (by != "dev_loss") if higher_is_better is None else higher_is_better
+    means = df.groupby(group + ["lr"], dropna=False)[by].mean().reset_index()
+    means = means.sort_values(group + [by, "lr"], ascending=[True] * len(group) + [not higher, True])
+    return means.drop_duplicates(group, keep="first")[group + ["lr"]]
 
 
 def select_lr(df: pd.DataFrame, by: str = "dev_score", group: list[str] | None = None,
-              higher_is_better: bool | None = None) -> pd.DataFrame:
+              higher_is_better: bool | None = None, on_seeds: list[int] | None = None) -> pd.DataFrame:
     """Keep, per (model, task, method, options), the runs of the lr whose mean ``by`` over seeds is best on dev.
 
     Test metrics never enter the choice. ``by="dev_loss"`` minimises, anything else maximises, unless
-    ``higher_is_better`` says otherwise.
+    ``higher_is_better`` says otherwise; ties go to the smaller lr. With ``on_seeds`` (a grid's
+    ``lr_search_seeds``) only the rows of those seeds choose the lr, and the rows of every seed at the chosen
+    lr are kept (a group without rows on those seeds is dropped).
     """
     if df.empty:
         return df
     group = group or [c for c in ("model", "task", "method", "options") if c in df]
     if by not in df:
         raise DlzoError(f"The results table has no column {by!r} to select the lr by.")
-    higher = (by != "dev_loss") if higher_is_better is None else higher_is_better
-    means = df.groupby(group + ["lr"], dropna=False)[by].mean().reset_index()
-    means = means.sort_values(group + [by, "lr"], ascending=[True] * len(group) + [not higher, True])
-    best = means.drop_duplicates(group, keep="first")[group + ["lr"]]
+    choosing = df
+    if on_seeds is not None:
+        if "seed" not in df:
+            raise DlzoError("The results table has no column 'seed' to choose the lr on some seeds only.")
+        choosing = df[df["seed"].isin(list(on_seeds))]
+    best = _best_lrs(choosing, by, group, higher_is_better)
     return df.merge(best, on=group + ["lr"], how="inner")

@@ -55,11 +55,12 @@ def _check(table: pd.DataFrame) -> None:
                         "dlzo.main_results.tuned_runs first, which keeps the lr picked on dev.")
 
 
-def tuned_runs(table: pd.DataFrame, by: str = "dev_score") -> pd.DataFrame:
-    """The runs of each method's best lr per model and task, by the mean ``by`` (dev) over seeds."""
+def tuned_runs(table: pd.DataFrame, by: str = "dev_score", on_seeds: list[int] | None = None) -> pd.DataFrame:
+    """The runs of each method's best lr per model and task, by the mean ``by`` (dev) over seeds; with
+    ``on_seeds`` (a grid's ``lr_search_seeds``) over those seeds only, keeping every seed's runs at that lr."""
     if table.empty or "lr" not in table:
         return table
-    return select_lr(table, by=by, group=[c for c in ("model", "task", "method") if c in table])
+    return select_lr(table, by=by, group=[c for c in ("model", "task", "method") if c in table], on_seeds=on_seeds)
 
 
 def chosen_lrs(table: pd.DataFrame) -> pd.DataFrame:

@@ -85,7 +85,7 @@ def grid_results(grid_file: str, recompute: bool = False, output_dir: str = ".",
     missing cells on this machine (finished runs are kept). An empty ``grid_file`` gives ``(None, empty)``."""
     import pandas as pd
 
-    from .experiments import ResultsStore, grid_runs, load_grid, run_grid
+    from .experiments import ResultsStore, grid_runs, grid_search_seeds, load_grid, run_grid
     from .layers import num_layers
     from .paths import repo_root
     from .recipes import RunContext
@@ -98,5 +98,5 @@ def grid_results(grid_file: str, recompute: bool = False, output_dir: str = ".",
     if recompute:
         context = RunContext(device=device or None, dtype=dtype)
         run_grid(grid_runs(grid, layers_of=lambda m: num_layers(context.model(m)[0])), store, context.run,
-                 progress=progress)
+                 progress=progress, lr_search_seeds=grid_search_seeds(grid))
     return grid, store.table()

@@ -266,12 +266,13 @@ else:
 #   at 64.0) and **third of 30 on RTE** (50.2, 50.9, 45.5: +4.9 over full MeZO, CI [3.2, 6.9], but not above
 #   a random other layer, CI [−2.9, 13.0]; best layer 29 at 49.7) — the same signs as notebook 03's main
 #   table, with seed 2 pulling RTE's layer 11 back towards the pack.
-# * **Second family (Qwen2.5-0.5B, SST-2, lr 1e-5 from notebook 04's probe; all 24 layers × 3 seeds, full
-#   MeZO on seed 0 only)**: every single layer beats zero-shot (60.0 → 67.0–82.3). The strict first outlier
-#   layer 2 reaches 76.0 ± 3.5, 8.6 points below full MeZO on seed 0 (72.6 vs 81.2), rank 16 of 24. The
-#   best layers are 11 (82.3 ± 0.7, above a random other layer in 3 of 3 seeds, level with full MeZO on seed
-#   0), 13 (81.9 ± 0.6) and 23 (81.7 ± 1.2). Same picture as SmolLM2: the first outlier layer is not where
-#   single-layer ZO works best, the middle of the network is.
+# * **Second family (Qwen2.5-0.5B, SST-2, lr 1e-5 from notebook 04's probe; all 24 layers and full MeZO
+#   × 3 seeds)**: every single layer beats zero-shot (60.0 → 67.0–82.3); full MeZO reaches 80.3 ± 0.9. The
+#   strict first outlier layer 2 reaches 76.0 ± 3.5, rank 16 of 24, **below full MeZO in 3 of 3 seeds**
+#   (−4.2, CI [−8.6, −0.7]) and not above a random other layer (−2.4, CI [−8.6, 8.5]). The best layers are
+#   11 (82.3 ± 0.7, **above full MeZO in 3 of 3 seeds**, +2.0, CI [0.9, 3.7]), 13 (81.9 ± 0.6) and 23
+#   (81.7 ± 1.2); the first layer within 2 points of full MeZO is 9. Same picture as SmolLM2: the first
+#   outlier layer is not where single-layer ZO works best, the middle of the network is.
 # * Caveats: one lr for all layers of a model (SmolLM2 1e-3, Qwen 1e-5), tuned on three layers only; three
 #   seeds; a 135M instruct model dequantized from 4-bit. A per-layer lr grid and the larger offline models
 #   are the next runs (`experiments/`), and notebook 02 measures the mechanism the paper proposes.

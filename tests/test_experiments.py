@@ -308,3 +308,258 @@ def test_dlzo_sweep_refuses_to_mix_numerics_in_one_results_folder(tmp_path):
                           "--dtype", "bfloat16", "--device", "cpu", "--list"], capture_output=True, text=True)
     assert out.returncode != 0 and "holds runs made with other numerics" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# --- lr_search_seeds: the lr grid searched on some seeds, the other seeds at the lr picked on dev ---------------
+
+SEARCH_GRID = {"name": "g", "models": ["m"], "tasks": ["sst2"], "seeds": [0, 1, 2], "lr_search_seeds": [0],
+               "methods": {"dominant": {"lr": [1e-4, 1e-3]}}}
+
+
+def _favours_small_lr(config: RunConfig) -> dict:
+    return {"dev_score": 80.0 if config.lr == 1e-4 else 70.0, "test_score": 50.0}
+
+
+def test_lr_search_seeds_run_every_lr_on_the_search_seed_and_the_picked_lr_on_the_others(tmp_path):
+    from dlzo.experiments import grid_runs, grid_search_seeds, plan_lr_search, planned_runs
+
+    runs = grid_runs(SEARCH_GRID)
+    assert len(runs) == 6 and grid_search_seeds(SEARCH_GRID) == [0]
+    before = plan_lr_search(runs, [0], [])
+    assert [(r.seed, r.lr) for r in before.ready] == [(0, 1e-4), (0, 1e-3)]
+    assert [r.seed for r in before.held] == [1, 2] and all(r.lr != r.lr for r in before.held)  # nan placeholders
+    assert len(planned_runs(SEARCH_GRID)) == 4 and len(before.pending) == 1
+    store, calls = ResultsStore(tmp_path / "g"), []
+    counts = run_grid(runs, store, lambda c: calls.append((c.seed, c.lr)) or _favours_small_lr(c), progress=False,
+                      lr_search_seeds=[0])
+    assert calls == [(0, 1e-4), (0, 1e-3), (1, 1e-4), (2, 1e-4)]  # 2 + 2 runs, not 6
+    assert counts == {"done_before": 0, "ran": 4, "left": 0, "failed": 0, "held": 0, "undecided": 0}
+    after = plan_lr_search(runs, [0], store.rows())
+    assert list(after.chosen.values()) == [1e-4] and not after.held and store.done_keys() == {r.key for r in after.ready}
+    assert run_grid(runs, store, _favours_small_lr, progress=False, lr_search_seeds=[0])["ran"] == 0
+
+
+def test_lr_search_leaves_single_lr_methods_alone_and_ties_go_to_the_smaller_lr(tmp_path):
+    from dlzo.experiments import cell_of, grid_runs, plan_lr_search
+
+    grid = {**SEARCH_GRID, "methods": {"zero_shot": {}, "dominant": {"lr": [1e-4, 1e-3]}, "one": {"recipe": "dominant",
+                                                                                                  "lr": 1e-3}}}
+    runs = grid_runs(grid)
+    plan = plan_lr_search(runs, [0], [])
+    assert sum(r.method in ("zero_shot", "one") for r in plan.ready) == 6  # every seed, from the start
+    rows = [{"key": r.key, "dev_score": 75.0} for r in runs if r.method == "dominant" and r.seed == 0]
+    plan = plan_lr_search(runs, [0], rows)
+    assert plan.chosen == {cell_of(runs[3]): 1e-4} and not plan.held  # a tie: the smaller lr
+    minimised = plan_lr_search(runs, [0], [{**row, "dev_loss": 1.0} for row in rows], by="dev_loss")
+    assert list(minimised.chosen.values()) == [1e-4]
+
+
+def test_fixed_shards_of_an_lr_search_grid_run_each_run_once(tmp_path):
+    from dlzo.experiments import grid_runs
+
+    runs = grid_runs({**SEARCH_GRID, "tasks": ["sst2", "rte"]})
+    store, calls = ResultsStore(tmp_path / "g"), []
+    run_fn = lambda c: calls.append(c.key) or _favours_small_lr(c)  # noqa: E731
+    first = run_grid(runs, store, run_fn, shard=(0, 2), progress=False, lr_search_seeds=[0])
+    assert first["held"] > 0  # shard 1's search runs have not run: shard 0 does not wait for them
+    run_grid(runs, store, run_fn, shard=(1, 2), progress=False, lr_search_seeds=[0])
+    last = run_grid(runs, store, run_fn, shard=(0, 2), progress=False, lr_search_seeds=[0])
+    assert last["held"] == 0 and len(calls) == len(set(calls)) == 8 and len(store.done_keys()) == 8
+
+
+def test_a_worker_waits_for_held_back_runs_instead_of_exiting(tmp_path):
+    import threading
+
+    from dlzo.experiments import grid_runs
+
+    runs = grid_runs(SEARCH_GRID)
+    store, claims = ResultsStore(tmp_path / "g"), tmp_path / "claims"
+    claims.mkdir()
+    events, lock, waited = [], threading.Lock(), threading.Event()
+
+    def note(what):
+        with lock:
+            events.append(what)
+
+    def run_fn(config: RunConfig) -> dict:
+        if config.seed == 0 and config.lr == 1e-3:  # the slow search run: finishes only once another worker waits
+            assert waited.wait(timeout=30), "no worker waited for the held-back runs"
+        note(("ran", threading.current_thread().name, config.seed, config.lr))
+        return _favours_small_lr(config)
+
+    def nap(seconds):
+        note(("wait", threading.current_thread().name))
+        waited.set()
+        time.sleep(0.005)
+
+    results = {}
+
+    def worker(i):
+        results[i] = run_grid(runs, store, run_fn, shard=(i, 2), progress=False, claims=claims, lr_search_seeds=[0],
+                              poll_s=0.005, sleep=nap)
+        note(("exit", threading.current_thread().name))
+
+    threads = [threading.Thread(target=worker, args=(i,), name=f"w{i}") for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    ran = [e[2:] for e in events if e[0] == "ran"]
+    assert sorted(ran) == [(0, 1e-4), (0, 1e-3), (1, 1e-4), (2, 1e-4)]  # each run once, the held-back ones too
+    waiter = next(e[1] for e in events if e[0] == "wait")
+    slow_done = events.index(next(e for e in events if e[0] == "ran" and e[2:] == (0, 1e-3)))
+    assert events.index(("exit", waiter)) > slow_done  # the idle worker did not exit before the lr was decided
+    assert sum(r["ran"] for r in results.values()) == 4 and all(r["held"] == 0 for r in results.values())
+
+
+def test_a_failed_search_run_does_not_hang_the_sweep(tmp_path):
+    from dlzo.experiments import grid_runs
+
+    runs = grid_runs(SEARCH_GRID)
+    bad = next(r for r in runs if r.seed == 0 and r.lr == 1e-3)
+
+    def failing(config: RunConfig) -> dict:
+        if config.key == bad.key:
+            raise RuntimeError("diverged")
+        return _favours_small_lr(config)
+
+    def never(seconds):
+        raise AssertionError("waited for a cell that cannot be decided")
+
+    with pytest.warns(UserWarning, match="diverged"):
+        counts = run_grid(runs, ResultsStore(tmp_path / "a"), failing, progress=False, keep_going=True,
+                          lr_search_seeds=[0], claims=_claims(tmp_path / "ca"), sleep=never)
+    assert counts == {"done_before": 0, "ran": 1, "left": 0, "failed": 1, "held": 2, "undecided": 2}
+    with pytest.warns(UserWarning, match="diverged"):  # the same without claims (one serial sweep)
+        counts = run_grid(runs, ResultsStore(tmp_path / "b"), failing, progress=False, keep_going=True,
+                          lr_search_seeds=[0], sleep=never)
+    assert counts["failed"] == 1 and counts["undecided"] == 2
+    # another worker's search run: noted as failed, or claimed by a process that has died
+    for name, mark in (("noted", lambda folder: (folder / f"{bad.key}.failed").touch()),
+                       ("dead", lambda folder: (folder / bad.key).write_text(str(_dead_pid())))):
+        folder = _claims(tmp_path / f"c-{name}")
+        (folder / bad.key).touch()
+        mark(folder)
+        counts = run_grid(runs, ResultsStore(tmp_path / name), _favours_small_lr, progress=False, claims=folder,
+                          lr_search_seeds=[0], sleep=never)
+        assert counts["ran"] == 1 and counts["undecided"] == 2, name
+
+
+def _claims(folder):
+    folder.mkdir()
+    return folder
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_the_time_budget_stops_an_lr_search_sweep_too(tmp_path):
+    from dlzo.experiments import grid_runs
+
+    counts = run_grid(grid_runs(SEARCH_GRID), ResultsStore(tmp_path), _favours_small_lr, time_budget_s=0.0,
+                      progress=False, lr_search_seeds=[0], claims=_claims(tmp_path / "claims"),
+                      sleep=lambda s: pytest.fail("waited after the time budget"))
+    assert counts["ran"] == 1 and counts["left"] == 1 and counts["held"] == 2
+
+
+def test_select_lr_on_some_seeds_picks_by_those_seeds_and_keeps_every_seed():
+    from dlzo.main_results import tuned_runs
+
+    rows = [{"model": "m", "task": "t", "method": "full", "seed": 0, "lr": 1e-4, "dev_score": 80.0},
+            {"model": "m", "task": "t", "method": "full", "seed": 0, "lr": 1e-3, "dev_score": 70.0}]
+    for seed in (1, 2):
+        rows += [{"model": "m", "task": "t", "method": "full", "seed": seed, "lr": 1e-4, "dev_score": 50.0},
+                 {"model": "m", "task": "t", "method": "full", "seed": seed, "lr": 1e-3, "dev_score": 95.0}]
+    df = pd.DataFrame(rows)
+    assert set(select_lr(df)["lr"]) == {1e-3}  # the mean over all seeds (86.7 vs 60)
+    picked = select_lr(df, on_seeds=[0])
+    assert set(picked["lr"]) == {1e-4} and sorted(picked["seed"]) == [0, 1, 2]
+    assert set(tuned_runs(df, on_seeds=[0])["lr"]) == {1e-4} and set(tuned_runs(df)["lr"]) == {1e-3}
+    assert select_lr(df, on_seeds=[5]).empty
+    with pytest.raises(DlzoError, match="no column 'seed'"):
+        select_lr(df.drop(columns="seed"), on_seeds=[0])
+
+
+def test_a_grid_without_lr_search_seeds_plans_and_runs_as_before(tmp_path):
+    from dlzo.experiments import grid_runs, plan_lr_search, planned_runs
+
+    plain = {k: v for k, v in SEARCH_GRID.items() if k != "lr_search_seeds"}
+    runs = grid_runs(plain)
+    assert [r.key for r in runs] == [r.key for r in expand_grid(["m"], ["sst2"], plain["methods"], [0, 1, 2])]
+    assert [r.key for r in grid_runs(SEARCH_GRID)] == [r.key for r in runs]  # the key does not change run keys
+    assert planned_runs(plain) == runs and plan_lr_search(runs, None, []).ready == runs
+    counts = run_grid(runs, ResultsStore(tmp_path), _favours_small_lr, progress=False)
+    assert counts == {"done_before": 0, "ran": 6, "left": 0, "failed": 0}
+
+
+def test_bad_lr_search_seeds_are_one_clear_error(tmp_path):
+    from dlzo.experiments import load_grid
+
+    path = tmp_path / "g.yaml"
+    base = "name: g\nmodels: [m]\ntasks: [sst2]\nseeds: [0, 1]\nmethods:\n  zero_shot: {}\n"
+    for value, message in (("[3]", "lr_search_seeds lists seed 3 that its seeds do not"),
+                           ("0", "must be a non-empty list of seeds"), ("[]", "must be a non-empty list of seeds"),
+                           ("[a]", "must be a non-empty list of seeds")):
+        path.write_text(base + f"lr_search_seeds: {value}\n")
+        with pytest.raises(DlzoError, match=message) as error:
+            load_grid(path)
+        assert str(error.value).count(". ") == 0 and str(error.value).endswith(".")  # one sentence
+    path.write_text(base + "lr_search_seeds: [1]\n")
+    assert load_grid(path)["lr_search_seeds"] == [1]
+
+
+def test_dlzo_sweep_adopts_and_lists_an_lr_search_grid(tmp_path, capsys):
+    import yaml
+
+    from dlzo.cli import main
+    from dlzo.experiments import grid_runs
+
+    grid = {**SEARCH_GRID, "methods": {"zero_shot": {}, "dominant": {"lr": [1e-4, 1e-3]}}}
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(grid))
+    source = ResultsStore(tmp_path / "old")
+    for run in grid_runs(grid):  # a full grid's rows: every lr on every seed
+        if run.method == "dominant" or run.seed == 0:
+            source.append({**run.as_dict(), **_favours_small_lr(run), "key": run.key, "device": "cpu"})
+    assert main(["sweep", str(tmp_path / "g.yaml"), "--results", str(tmp_path / "new"), "--adopt",
+                 str(source.folder), "--list", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "adopted 5 finished runs" in out  # zero-shot seed 0, both search runs, then seeds 1-2 at 1e-4
+    assert "5 of 7 runs done, 2 ready to run, 0 held back" in out and "full lr grid on every seed: 9 runs" in out
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump({**grid, "lr_search_seeds": [4]}))
+    assert main(["sweep", str(tmp_path / "g.yaml"), "--list", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: The grid file")
+
+
+def test_dlzo_sweep_runs_held_back_runs_in_the_same_call_and_says_what_it_skipped(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    from dlzo.cli import main
+    from dlzo.recipes import RunContext
+
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(SEARCH_GRID))
+    calls = []
+    monkeypatch.setattr(RunContext, "run", lambda self, c: calls.append((c.seed, c.lr)) or _favours_small_lr(c))
+    assert main(["sweep", str(tmp_path / "g.yaml"), "--results", str(tmp_path / "ok"), "--device", "cpu",
+                 "--no-progress"]) == 0
+    assert calls == [(0, 1e-4), (0, 1e-3), (1, 1e-4), (2, 1e-4)]
+    assert "ran 4, done before 0, left 0, failed 0, held back 0" in capsys.readouterr().out
+
+    def failing(self, config):
+        if config.lr == 1e-3:
+            raise RuntimeError("diverged")
+        return _favours_small_lr(config)
+
+    monkeypatch.setattr(RunContext, "run", failing)
+    with pytest.warns(UserWarning, match="diverged"):
+        code = main(["sweep", str(tmp_path / "g.yaml"), "--results", str(tmp_path / "bad"), "--device", "cpu",
+                     "--no-progress", "--keep-going"])
+    captured = capsys.readouterr()
+    assert code == 2 and "held back 2 (lr searched on seeds [0]), of which 2 skipped because a search run" in captured.out
+    assert "1 runs failed" in captured.err

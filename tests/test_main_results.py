@@ -78,6 +78,10 @@ def test_variants_are_read_against_the_dominant_layer_by_seed():
     assert out.loc["mlp_only", "mean_diff"] == -3.0 and out.loc["mlp_only", "losses"] == 3
     # an lr sensitivity variant is read once per lr, not dropped for having several runs per seed
     assert out.loc["dominant_lr lr=0.0001", "mean_diff"] == -10.0 and out.loc["dominant_lr lr=0.01", "mean_diff"] == -20.0
+    from dlzo.ablations import with_variant_labels
+
+    labels = set(with_variant_labels(table)["method"])  # the figure's rows: one per lr where a method has several
+    assert labels == {"dominant", "mlp_only", "dominant_lr lr=0.0001", "dominant_lr lr=0.01"}
     curves = lr_curves(table)
     assert set(curves["lr"]) == {1e-3, 1e-4, 1e-2} and curves["n"].max() == 3
     with pytest.raises(DlzoError, match="no 'dominant' runs"):

@@ -62,7 +62,9 @@ def add_parser(sub) -> None:
     p.add_argument("--keep-going", action="store_true",
                    help="a run that fails (other than running out of GPU memory, which is retried) is noted in "
                    "<results>/failed.jsonl and the sweep goes on; the exit status says how many failed")
-    p.add_argument("--list", action="store_true", help="only print how many runs are done and left")
+    p.add_argument("--list", action="store_true",
+                   help="only print how many runs are done and left (with lr_search_seeds: also how many are ready "
+                   "and how many are held back until their lr search has finished)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     p.set_defaults(func=run)
 
@@ -79,8 +81,10 @@ def run(args: argparse.Namespace) -> int:
     from ..experiments import (
         ResultsStore,
         grid_runs,
+        grid_search_seeds,
         load_grid,
         numeric_mismatch,
+        plan_lr_search,
         run_grid,
         wait_for_free_memory,
     )
@@ -104,17 +108,27 @@ def run(args: argparse.Namespace) -> int:
     if mismatch:
         raise DlzoError(f"{folder} holds runs made with other numerics ({mismatch}); run with the settings of "
                         "those rows (--dtype, --tf32) or into another --results folder.")
+    search_seeds = grid_search_seeds(grid)
     if args.adopt:  # before any worker starts; an every-layer grid loads its model on the CPU to count layers
         counter = RunContext(device="cpu", dtype=args.dtype)
-        keys = {r.key for r in grid_runs(grid, layers_of=lambda name: num_layers(counter.model(name)[0]))}
+        every = grid_runs(grid, layers_of=lambda name: num_layers(counter.model(name)[0]))
         del counter
+        keys = {r.key for r in every}
         for source in args.adopt:
             theirs = [r for r in ResultsStore(source).rows() if r.get("key") in keys]
             mismatch = numeric_mismatch(theirs, *numerics)
             if mismatch:
                 raise DlzoError(f"{source} holds runs made with other numerics ({mismatch}); adopt only runs "
                                 "made with the settings of this sweep.")
-            print(f"{grid['name']}: adopted {store.adopt(source, keys)} finished runs from {source}")
+        adopted = dict.fromkeys(args.adopt, 0)
+        while True:  # with lr_search_seeds, adopted search rows may decide an lr and so ready more runs to adopt
+            ready = {r.key for r in plan_lr_search(every, search_seeds, store.rows()).ready}
+            copied = {source: store.adopt(source, ready) for source in args.adopt}
+            if not any(copied.values()):
+                break
+            adopted = {source: adopted[source] + copied[source] for source in args.adopt}
+        for source, number in adopted.items():
+            print(f"{grid['name']}: adopted {number} finished runs from {source}")
     if args.parallel > 1:
         return _run_parallel(args, folder)
     runs = grid_runs(grid, layers_of=lambda name: num_layers(context.model(name)[0]))
@@ -122,21 +136,41 @@ def run(args: argparse.Namespace) -> int:
     if args.min_free_gb is not None:
         before_run = functools.partial(wait_for_free_memory, args.min_free_gb, context.device)
     if args.list:
-        done = store.done_keys()
-        print(f"{grid['name']}: {sum(r.key in done for r in runs)} of {len(runs)} runs done -> {folder}")
+        print(list_line(grid["name"], runs, search_seeds, store.rows(), folder))
         return 0
     start = time.perf_counter()
     counts = run_grid(runs, store, context.run, shard=_parse_shard(args.shard), time_budget_s=args.time_budget,
                       progress=args.progress, claims=args.claims, before_run=before_run,
-                      keep_going=args.keep_going)
+                      keep_going=args.keep_going, lr_search_seeds=search_seeds)
     elapsed = time.perf_counter() - start
     rate = counts["ran"] / elapsed * 3600 if elapsed > 0 else 0.0
+    held = ""
+    if "held" in counts:
+        held = f", held back {counts['held']} (lr searched on seeds {search_seeds})"
+        if counts["undecided"]:
+            held += (f", of which {counts['undecided']} skipped because a search run of their cell failed in this "
+                     "sweep (a rerun tries again)")
     print(f"{grid['name']} shard {args.shard}: ran {counts['ran']}, done before {counts['done_before']}, "
-          f"left {counts['left']}, failed {counts['failed']} ({elapsed:.0f} s, {rate:.0f} runs/hour) -> {folder}")
+          f"left {counts['left']}, failed {counts['failed']}{held} ({elapsed:.0f} s, {rate:.0f} runs/hour) -> {folder}")
     if counts["failed"]:
         raise DlzoError(f"{counts['failed']} runs failed (see {Path(folder) / 'failed.jsonl'}); fix the cause and "
                         "rerun the same command (finished runs are kept).")
     return 0
+
+
+def list_line(name: str, runs: list, search_seeds: list[int] | None, rows: list[dict], folder: str) -> str:
+    """``--list``'s line: runs done of the planned total; with ``lr_search_seeds`` also the runs ready but not
+    done and those held back until their cell's lr search has finished."""
+    from ..experiments import plan_lr_search
+
+    plan = plan_lr_search(runs, search_seeds, rows)
+    done = {row["key"] for row in rows if "key" in row}
+    finished = sum(r.key in done for r in plan.ready)
+    line = f"{name}: {finished} of {len(plan.planned)} runs done"
+    if search_seeds is not None:
+        line += (f", {len(plan.ready) - finished} ready to run, {len(plan.held)} held back until the lr search on "
+                 f"seeds {search_seeds} decides (the full lr grid on every seed: {len(runs)} runs)")
+    return f"{line} -> {folder}"
 
 
 def worker_command(args: argparse.Namespace, folder: str, index: int, count: int,
