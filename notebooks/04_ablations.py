@@ -180,13 +180,14 @@ if len(ablations):
 # * **ε**: layer 11 has the largest |g| at every ε and the most accurate finite difference (relative error
 #   0.01–0.02% at ε ≤ 1e-3, 1.5% at 1e-2 vs 2–9% for the other layers shown); at ε = 1e-2 the estimate of
 #   every other layer degrades more. ε ≤ 1e-3 (MeZO's) is safe for every layer.
-# * **Within-layer variants and layer combinations** (43 of 72 runs: seeds 0 and 1 of nearly every variant,
-#   each at the dominant layer's lr 1e-3, none with its own lr). On SST-2, training *less* of layer 11 works
-#   *better*: its MLP alone 78.7 (+6.9 over the whole layer, 2 of 2 seeds), only the MLP channels that carry
-#   the top-1% activations 78.0 (+6.1), the layer with those channels frozen 76.9 (+5.1) — the outlier
-#   channels are neither needed nor in the way. A second layer at the same lr (11 + 29, or 2 + 11) collapses
-#   to 50.5–50.8, below zero-shot: the step that suits one layer is too large for two (ZO's variance grows
-#   with the number of perturbed parameters), so those rows say nothing about the layers until they run with
-#   their own lr. ε 1e-4 and 1e-2 land within 0.5 points of 1e-3; lr 1e-4 reads as 1e-3 (72.3 vs 71.8), 1e-5
-#   stays near zero-shot (56.3) and 1e-2 keeps the zero-shot checkpoint. On COPA every variant ends at
-#   58.0–63.5 around zero-shot (61.0), the whole layer lowest (57.5): nothing here learns COPA.
+# * **Within-layer variants and layer combinations** (the first 43 runs: seeds 0 and 1 of nearly every
+#   variant, each at the dominant layer's lr 1e-3, none with its own lr). On SST-2, training *less* of layer
+#   11 works *better*: its MLP alone 78.7 (+6.9 over the whole layer, 2 of 2 seeds), only the MLP channels
+#   that carry the top-1% activations 78.0 (+6.1), the layer with those channels frozen 76.9 (+5.1) — the
+#   outlier channels are neither needed nor in the way. A second layer at the same lr (11 + 29, or 2 + 11)
+#   collapses to 50.5–50.8, below zero-shot: the step that suits one layer is too large for two (ZO's
+#   variance grows with the number of perturbed parameters), so those rows say nothing about the layers
+#   until they run with their own lr (the grid now adds 1e-4 and 3e-4 for both: 96 runs in all). ε 1e-4 and
+#   1e-2 land within 0.5 points of 1e-3; lr 1e-4 reads as 1e-3 (72.3 vs 71.8), 1e-5 stays near zero-shot
+#   (56.3) and 1e-2 keeps the zero-shot checkpoint. On COPA every variant ends at 58.0–63.5 around zero-shot
+#   (61.0), the whole layer lowest (57.5): nothing here learns COPA.
