@@ -101,7 +101,9 @@ for name, (grid, table) in grids.items():
 # ## The lr of each method, picked on dev
 # Where a method ran with several lrs, only the runs of the lr with the best mean dev score are kept, per
 # task (MeZO's protocol; test scores never enter the choice) — the mean over the grid's `lr_search_seeds`
-# where it names them, else over every seed. A grid with one lr per method keeps every run.
+# where it names them, else over every seed. A grid with one lr per method keeps every run. While a grid is
+# running, a cell whose search seed has not yet run every lr is picked among the lrs it has (the coverage
+# table above shows which).
 
 # %% tags=["nbval-check-output"]
 tuned = {name: tuned_runs(table, on_seeds=grid.get("lr_search_seeds")) for name, (grid, table) in grids.items()}
