@@ -364,7 +364,9 @@ def out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
-def _free_device_memory() -> None:
+def free_device_memory() -> None:
+    """Collect garbage (runs leave reference cycles behind) and hand the CUDA caching allocator's unused blocks
+    back to the device, so other processes on the GPU can use them."""
     import gc
 
     import torch
@@ -406,7 +408,7 @@ def wait_for_free_memory(min_gib: float, device: str = "cuda", poll_s: float = 1
 
     start = time.perf_counter()
     while True:
-        _free_device_memory()
+        free_device_memory()
         if torch.cuda.mem_get_info(torch.device(device))[0] >= min_gib * 2**30:
             break
         waited = time.perf_counter() - start
@@ -522,7 +524,7 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
                               f"{oom_retries + 1}); it goes back to the queue.", stacklevel=2)
                 if claims is not None:
                     release(claims, config.key)
-                _free_device_memory()
+                free_device_memory()
                 time.sleep(oom_wait_s)
                 queue.append(config)
                 continue

@@ -29,7 +29,6 @@ Options every method takes: ``num_train``, ``num_dev``, ``num_test`` (sample siz
 from __future__ import annotations
 
 import copy
-import gc
 import json
 import time
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ import numpy as np
 import torch
 
 from .errors import DlzoError
-from .experiments import RunConfig
+from .experiments import RunConfig, free_device_memory
 from .layers import num_layers
 from .selection import ChannelMask, LoraSpec, Selection
 
@@ -257,8 +256,7 @@ class RunContext:
                     "metric": test["metric"], "train_s": train_time, "total_s": time.perf_counter() - start})
         del model
         if self.device.startswith("cuda"):
-            gc.collect()  # the trained copy can sit in reference cycles (loss closures, graph runners)
-            torch.cuda.empty_cache()
+            free_device_memory()  # the trained copy can sit in reference cycles (loss closures, graph runners)
         return row
 
 
