@@ -22,7 +22,7 @@ def per_example_loss(model):
     """Mean over examples of each sequence's mean next-token CE (exactly shardable by example counts)."""
 
     def loss_fn(batch):
-        ids = torch.stack([ex["input_ids"] for ex in batch])
+        ids = torch.stack([ex["input_ids"] for ex in batch]).to(model.device)  # the batch lives on the CPU
         logits = model(input_ids=ids).logits.float()
         per_token = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
         return per_token.mean(dim=1).mean()
