@@ -38,7 +38,6 @@ blocks it had allocated, and the next cases started 12-25 MB higher).
 
 from __future__ import annotations
 
-import gc
 import os
 import platform
 import statistics
@@ -49,6 +48,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .experiments import free_device_memory
 from .models import float32_matmul
 from .progress import progress_bar
 from .selection import LoraSpec, Selection
@@ -194,9 +194,7 @@ def benchmark(model, tokenizer, loss_factory: Callable, batch: list, dominant_la
         rows.append({"case": case, **_time_case(step, device, warmup, repeats)})
         cleanup()
         del step, cleanup
-        gc.collect()  # no case's leftovers count in the next case's peak
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        free_device_memory()  # no case's leftovers count in the next case's peak
     model.load_state_dict(pristine)
     table = pd.DataFrame(rows).set_index("case").loc[cases]  # rows in the order asked for
     return add_ratios(table)

@@ -182,18 +182,23 @@ display(PAPER_AVERAGES)
 #   (BoolQ 57.5 → 57.6–59.3; MultiRC 55.8 → 53.4–56.4). The paper's +2 points at 7B are not a regime a 135M
 #   model reaches.
 #
-# **SmolLM2-135M, the full protocol so far (`main_smollm2`, 112 of 279 planned runs; mostly seed 0):** with
-# each method's lr picked on seed 0's dev score, the picture does not change — dominant − full MeZO −2.4
-# points over 11 pairs (CI −5.5 to 0.5), dominant − random layer −2.5 over 15 pairs (CI −5.0 to −0.1, 2 wins
-# / 12 losses). First-order AdamW learns where ZO does not (SST-2 85.7, MultiRC 68.0 against zero-shot 51.6 /
+# **SmolLM2-135M, the full protocol so far (`main_smollm2`, 129 of 279 planned runs; mostly seed 0):** with
+# each method's lr picked on seed 0's dev score, the picture does not change — dominant − full MeZO −2.6
+# points over 9 pairs (CI −5.9 to 0.5), dominant − random layer −2.4 over 13 pairs (CI −5.1 to 0.2, 2 wins
+# / 10 losses). First-order AdamW learns where ZO does not (SST-2 85.7, MultiRC 68.0 against zero-shot 51.6 /
 # 55.8, one seed each); MeZO-LoRA reaches 77.5 on SST-2, while LoRA on the dominant layer alone stays at
 # zero-shot there (52.2). SQuAD, DROP and most COPA cells have not run.
 #
-# **Qwen2.5-0.5B, the core so far (`main_core_qwen2.5-0.5b`, 39 of 84 runs; seeds 0–1 of SST-2, COPA, CB):**
-# unlike SmolLM2, fine-tuning moves four tasks well off zero-shot (CB 41.1 → 60.7–65.2, WSC 36.5 →
-# 53.8–62.5, MultiRC 44.5 → 58.0–59.7, SST-2 60.0 → 74.3–82.1; BoolQ, COPA and RTE move by a few points at
-# most, one seed each for two of them). The dominant layer 2 trails full MeZO by
-# 1.5 points pooled over 10 pairs (CI −4.1 to 0.8; SST-2 −6.3 in 2 of 2 seeds) and a random other layer by
-# 1.6 over 9 pairs (CI −5.2 to 2.2; SST-2 −7.9 in 2 of 2): the same direction as SmolLM2, not yet
-# significant. Notebook 01's every-layer sweep on Qwen's SST-2 says the same with 3 seeds: layer 2 ranks
-# 16th of 24, below full MeZO in 3 of 3 seeds.
+# **Qwen2.5-0.5B, the core (`main_core_qwen2.5-0.5b`, 75 of 84 runs; seed 2 of full MeZO on five tasks and
+# of both single layers on BoolQ and MultiRC still to come):** unlike SmolLM2, fine-tuning moves four tasks
+# well off zero-shot (CB 41.1 → 61.3–65.2, WSC 36.5 → 52.2–60.1, MultiRC 44.3 → 57.0–59.1, SST-2 60.0 →
+# 76.0–80.5); RTE, COPA and BoolQ move by a few points at most.
+# * **The dominant layer 2 is worse than full MeZO here, and significantly so:** −2.3 points pooled over 16
+#   (task, seed) pairs (95% CI −4.1 to −0.5), 4 wins / 1 tie / 11 losses, two-sided Wilcoxon p = 0.036.
+#   It loses every seed on SST-2 (76.0 vs 80.5, 3/3), RTE (−5.4, 2/2) and BoolQ (−1.8, 2/2).
+# * **It is no better than a random other layer:** −0.3 points over 19 pairs (CI −2.7 to 1.9), 8 wins / 9
+#   losses, one-sided p (dominant > random) = 0.56 — ahead on CB (+3.6, 3/3) and WSC (+2.6), behind on RTE
+#   (−4.6) and MultiRC (−2.1, 2/2).
+# * Caveat: one lr per method (from the SST-2 probe), not tuned per task; the paper tunes it. Notebook 01's
+#   every-layer sweep on Qwen's SST-2 agrees with 3 seeds: layer 2 ranks 16th of 24, below full MeZO in 3
+#   of 3 seeds.

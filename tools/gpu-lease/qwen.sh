@@ -1,5 +1,5 @@
 # Background chain on the box (started by start.sh with setsid): Qwen2.5-0.5B every-layer SST-2 sweep, then
-# the Qwen main-results core (7 tasks x 4 methods x 3 seeds).
+# the Qwen main-results core (7 tasks x 4 methods x 3 seeds), then that core with the lr searched on dev.
 cd /root/code; source .gpu/env.sh; export PYTHONPATH=/root/code:/root/site
 F="--device cuda --cuda-graphs --paired-passes --tf32 --no-progress --keep-going"
 date; python3 -c "from dlzo.models import load_model; load_model('qwen2.5-0.5b', device='cpu', progress=False)"
@@ -9,4 +9,7 @@ date; python3 -c "from dlzo.models import load_model; load_model('qwen2.5-0.5b',
   --run-logs /root/logs/qsweep --parallel 3 --min-free-gb 14 $F; date; echo QWEN SWEEP DONE) &
 date; python3 -m dlzo sweep experiments/main_core_qwen2.5-0.5b.yaml --results /root/res/main_core_qwen2.5-0.5b \
   --run-logs /root/logs/qcore --parallel ${QWEN_WORKERS:-6} --min-free-gb 14 $F
+# then the same core with each method's lr searched on seed 0's dev score (adopting the core's runs; session 10)
+date; python3 -m dlzo sweep experiments/main_core_tuned_qwen2.5-0.5b.yaml --results /root/res/main_core_tuned_qwen2.5-0.5b \
+  --adopt /root/res/main_core_qwen2.5-0.5b --run-logs /root/logs/qtuned --parallel ${QWEN_WORKERS:-6} --min-free-gb 14 $F
 wait; date; echo QWEN DONE

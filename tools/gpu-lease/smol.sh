@@ -1,9 +1,11 @@
 # Background chains on the box (started by start.sh with setsid), side by side:
 #   A: the ZO every-layer sweep (SST-2, COPA, RTE), then the main table (main_smollm2, adopting main_core's runs)
 #   B: the ablations, then the first-order every-layer sweep (SST-2), then every layer with its own lr (SST-2)
-# SMOL_WORKERS workers in all (10 beside the Qwen chain, 14 alone), split in halves; SMOL_FLAGS e.g. --no-loop-graphs.
+# SMOL_WORKERS workers in all (10 beside the Qwen chain on one GPU, 12 or 14 per GPU on an x2 box), SMOL_SHARE_A
+# percent of them for chain A (default 65: session 10 left main_smollm2 150 runs, the ablations 31);
+# SMOL_FLAGS e.g. --no-loop-graphs. With several GPUs visible, each --parallel sweep spreads its workers over them.
 cd /root/code; source .gpu/env.sh; export PYTHONPATH=/root/code:/root/site
-N=${SMOL_WORKERS:-10}; NA=$(( N / 2 )); NB=$(( N - NA ))
+N=${SMOL_WORKERS:-10}; NA=$(( N * ${SMOL_SHARE_A:-65} / 100 )); NB=$(( N - NA ))
 G="--device cuda --cuda-graphs --paired-passes --no-progress --min-free-gb 6 --keep-going ${SMOL_FLAGS:-}"
 chain_a() {
   date; python3 -m dlzo sweep experiments/layer_sweep_smollm2.yaml --results /root/res/layer_sweep_smollm2 \

@@ -5,13 +5,15 @@ rm -rf /root/code; cp -r $PWD /root/code; cd /root/code  # the code as of this c
 [ "${BENCH:-quick}" = none ] || grep -q "BENCH DONE" /root/bench.log 2>/dev/null || bash .gpu/bench_bg.sh > /root/bench.log 2>&1
 grep -E "^(dominant|published|dlzo_full|fo_)" /root/bench.log
 NGPU=$(nvidia-smi -L | wc -l)
-if [ -f /root/cache/gguf/qwen2.5-0.5b.gguf ] && [ "$NGPU" -ge 2 ]; then  # x2 box: one GPU each, no sharing
+if [ -f /root/cache/gguf/qwen2.5-0.5b.gguf ] && [ "$NGPU" -ge 2 ]; then
+  # x2 box: Qwen on GPU 0 only; SmolLM2 round-robin over both GPUs (dlzo sweep --parallel does that), so GPU 0
+  # fills with SmolLM2 runs once the last Qwen runs end (session 10: Qwen core 9 runs left, all resumable)
   (CUDA_VISIBLE_DEVICES=0 QWEN_WORKERS=${QWEN_WORKERS:-10} setsid nohup bash .gpu/qwen.sh > /root/qwen.log 2>&1 < /dev/null &)
-  export CUDA_VISIBLE_DEVICES=1 SMOL_WORKERS=${SMOL_WORKERS:-14}
+  export SMOL_WORKERS=${SMOL_WORKERS:-$(( 12 * NGPU ))}
 elif [ -f /root/cache/gguf/qwen2.5-0.5b.gguf ]; then
   (setsid nohup bash .gpu/qwen.sh > /root/qwen.log 2>&1 < /dev/null &)
 else
-  export SMOL_WORKERS=${SMOL_WORKERS:-$(( 14 * $(nvidia-smi -L | wc -l) ))}  # every GPU for SmolLM2 (x2 box: 28)
+  export SMOL_WORKERS=${SMOL_WORKERS:-$(( 14 * NGPU ))}  # every GPU for SmolLM2 (x2 box: 28)
 fi
 (setsid nohup bash .gpu/smol.sh > /root/smol.log 2>&1 < /dev/null &)
 sleep 45; tail -n 3 /root/*.log; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
