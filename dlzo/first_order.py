@@ -5,7 +5,8 @@ ZO loop's shape: the same batch sampler and seed, evaluation every ``eval_every`
 tensors by dev loss (or score) kept and restored, the same log and result files. Defaults follow the
 MeZO repository's FO runs through the HF Trainer: AdamW, linear decay to zero, gradient clipping at 1.0.
 Differences: the model stays in eval mode (no dropout), as in the ZO runs, so both sides see the same
-function; parameters stay in the model's dtype (the paper's FO runs use bf16); there is no resume
+function; parameters stay in the model's dtype (the paper's FO runs use bf16; float16 is refused, since
+AdamW's state underflows there); there is no resume
 (FO runs are short). Masked selections (channel masks, sparse) zero the gradient outside the mask and
 put the frozen entries back after each step, so weight decay cannot move them either.
 
@@ -64,6 +65,14 @@ class FOConfig:
             raise DlzoError("eval_every must be a positive number of steps.")
 
 
+def _refuse_float16(model) -> None:
+    """AdamW on float16 parameters breaks: its second moment underflows and eps 1e-8 rounds to 0 in float16, so
+    the first update divides by zero and the loss turns NaN (seen on SmolLM2 at step 2). Refuse it up front."""
+    if any(p.dtype == torch.float16 for p in model.parameters()):
+        raise DlzoError("First-order AdamW cannot train a float16 model (its state underflows and the loss turns "
+                        "NaN); load it in bfloat16 or float32 (--dtype bfloat16, as the paper's FO runs).")
+
+
 def train_first_order(
     model,
     selection: Selection | Selected,
@@ -79,6 +88,7 @@ def train_first_order(
     """Fine-tune the selected parameters with AdamW and autograd; returns a :class:`~dlzo.training.TrainResult`."""
     config = config or FOConfig()
     start_time = time.perf_counter()
+    _refuse_float16(selection.model if isinstance(selection, Selected) else model)
     selected = selection if isinstance(selection, Selected) else selection.apply(model, tokenizer, dominant_layer)
     model = selected.model
     params = [s.param for s in selected.params]

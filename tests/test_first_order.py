@@ -1,8 +1,12 @@
 """The first-order AdamW baseline: it learns, and it touches only the selection."""
 
+import math
+
+import pytest
 import torch
 from zo_helpers import lm_eval_fn, lm_loss_fn, tiny_llama, token_examples
 
+from dlzo.errors import DlzoError
 from dlzo.first_order import FOConfig, train_first_order
 from dlzo.selection import ChannelMask, Selection
 
@@ -37,3 +41,21 @@ def test_first_order_full_model_with_a_constant_schedule_logs_every_step():
     steps = [r for r in result.records if r["type"] == "step"]
     assert [r["step"] for r in steps] == list(range(1, 11)) and {r["lr"] for r in steps} == {1e-3}
     assert steps[-1]["loss"] < steps[0]["loss"]
+
+
+def test_first_order_refuses_a_float16_model_before_touching_it(tmp_path):
+    model = tiny_llama().to(torch.float16)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with pytest.raises(DlzoError, match=r"cannot train a float16 model .*--dtype bfloat16"):
+        train_first_order(model, Selection(layers=[1]), lm_loss_fn(model), TRAIN, FOConfig(steps=2),
+                          out_dir=tmp_path / "run", progress=False)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    assert not (tmp_path / "run").exists()  # no half-written run folder
+
+
+def test_first_order_trains_a_bfloat16_model():
+    model = tiny_llama().to(torch.bfloat16)
+    result = train_first_order(model, Selection(), lm_loss_fn(model), TRAIN, FOConfig(steps=10, lr=1e-3),
+                               progress=False)
+    steps = [r for r in result.records if r["type"] == "step"]
+    assert all(math.isfinite(r["loss"]) for r in steps) and steps[-1]["loss"] < steps[0]["loss"]

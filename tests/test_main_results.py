@@ -49,6 +49,8 @@ def test_claim_tests_pair_by_seed_and_skip_missing_methods():
     assert "copa" not in set(tests.task)  # no mezo_full / random_layer runs on copa
     with pytest.raises(DlzoError, match="No claim"):
         claim_tests(results()[results().method.isin(["zero_shot"])])
+    empty = claim_tests(results()[results().method.isin(["zero_shot"])], missing_ok=True)  # e.g. a first-order grid
+    assert empty.empty and list(empty.columns) == list(tests.columns)
 
 
 def test_coverage_counts_finished_runs_of_the_grid():
