@@ -267,6 +267,24 @@ def test_a_grid_adopts_the_finished_runs_it_shares_with_another_grid(tmp_path):
         target.adopt(tmp_path / "nowhere", set())
 
 
+def test_left_table_counts_what_is_left_per_task_and_method():
+    from dlzo.commands.sweep import left_table
+    from dlzo.experiments import grid_runs
+
+    grid = {**SEARCH_GRID, "tasks": ["sst2", "copa"], "methods": {"zero_shot": {}, "dominant": {"lr": [1e-4, 1e-3]}}}
+    runs = grid_runs(grid)
+    rows = [{**r.as_dict(), **_favours_small_lr(r), "key": r.key} for r in runs
+            if r.task == "sst2" and r.seed == 0]  # sst2's search has run: its seeds 1-2 are ready at 1e-4
+    table = left_table(runs, [0], rows)
+    assert list(table.index) == ["sst2", "copa"] and list(table.columns) == ["zero_shot", "dominant"]
+    assert table.loc["sst2", "dominant"] == "2+0" and table.loc["sst2", "zero_shot"] == "2+0"
+    assert table.loc["copa", "dominant"] == "2+2" and table.loc["copa", "zero_shot"] == "3+0"
+    plain = left_table(runs, None, [])  # no lr search: every lr on every seed, nothing held back
+    assert plain.loc["copa", "dominant"] == "6"
+    done = [{"key": r.key} for r in runs]
+    assert left_table(runs, None, done).empty
+
+
 def test_dlzo_sweep_adopt_copies_before_listing(tmp_path):
     import subprocess
     import sys
@@ -532,6 +550,7 @@ def test_dlzo_sweep_adopts_and_lists_an_lr_search_grid(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "adopted 5 finished runs" in out  # zero-shot seed 0, both search runs, then seeds 1-2 at 1e-4
     assert "5 of 7 runs done, 2 ready to run, 0 held back" in out and "full lr grid on every seed: 9 runs" in out
+    assert "left, by task and method (ready + held back):" in out and out.rstrip().endswith("sst2         2+0")
     (tmp_path / "g.yaml").write_text(yaml.safe_dump({**grid, "lr_search_seeds": [4]}))
     assert main(["sweep", str(tmp_path / "g.yaml"), "--list", "--device", "cpu"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: The grid file")

@@ -63,8 +63,8 @@ def add_parser(sub) -> None:
                    help="a run that fails (other than running out of GPU memory, which is retried) is noted in "
                    "<results>/failed.jsonl and the sweep goes on; the exit status says how many failed")
     p.add_argument("--list", action="store_true",
-                   help="only print how many runs are done and left (with lr_search_seeds: also how many are ready "
-                   "and how many are held back until their lr search has finished)")
+                   help="only print how many runs are done and left, and a task x method table of what is left "
+                   "(with lr_search_seeds: ready + held back until their lr search has finished)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     p.set_defaults(func=run)
 
@@ -137,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
         before_run = functools.partial(wait_for_free_memory, args.min_free_gb, context.device)
     if args.list:
         print(list_line(grid["name"], runs, search_seeds, store.rows(), folder))
+        left = left_table(runs, search_seeds, store.rows())
+        if len(left):
+            print(f"left, by task and method (ready{' + held back' if search_seeds is not None else ''}):")
+            print(left.to_string())
         return 0
     start = time.perf_counter()
     counts = run_grid(runs, store, context.run, shard=_parse_shard(args.shard), time_budget_s=args.time_budget,
@@ -171,6 +175,29 @@ def list_line(name: str, runs: list, search_seeds: list[int] | None, rows: list[
         line += (f", {len(plan.ready) - finished} ready to run, {len(plan.held)} held back until the lr search on "
                  f"seeds {search_seeds} decides (the full lr grid on every seed: {len(runs)} runs)")
     return f"{line} -> {folder}"
+
+
+def left_table(runs: list, search_seeds: list[int] | None, rows: list[dict]):
+    """The runs not yet done, per task (rows) and method (columns): ``ready`` where nothing is held back, else
+    ``ready+held`` (held back: waiting for the cell's lr search). Empty when the grid is done."""
+    import pandas as pd
+
+    from ..experiments import plan_lr_search
+
+    plan = plan_lr_search(runs, search_seeds, rows)
+    done = {row["key"] for row in rows if "key" in row}
+    left = [{"task": r.task, "method": r.method, "ready": 1, "held": 0} for r in plan.ready if r.key not in done]
+    left += [{"task": r.task, "method": r.method, "ready": 0, "held": 1} for r in plan.held]
+    if not left:
+        return pd.DataFrame()
+    counts = pd.DataFrame(left).groupby(["task", "method"], sort=False)[["ready", "held"]].sum()
+    text = counts["ready"].astype(str)
+    if search_seeds is not None:
+        text = text + "+" + counts["held"].astype(str)
+    order = list(dict.fromkeys(r.task for r in runs)), list(dict.fromkeys(r.method for r in runs))
+    table = text.unstack("method").fillna("")
+    return table.reindex(index=[t for t in order[0] if t in table.index],
+                         columns=[m for m in order[1] if m in table.columns])
 
 
 def worker_command(args: argparse.Namespace, folder: str, index: int, count: int,
