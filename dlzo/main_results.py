@@ -18,7 +18,7 @@ import pandas as pd
 
 from .errors import DlzoError
 from .experiments import select_lr
-from .stats import format_mean_std, paired_comparison_if_possible
+from .stats import COMPARISON_COLUMNS, format_mean_std, paired_comparison_if_possible
 
 # the table's column order: no training, first order, full-model ZO, the paper's method and its controls
 METHOD_ORDER = ("zero_shot", "fo_full", "mezo_full", "mezo_lora", "sparse_mezo", "dominant", "dominant_lora",
@@ -108,9 +108,7 @@ def claim_tests(table: pd.DataFrame, claims=CLAIMS, metric: str = "test_score", 
                 rows.append({"task": task, **result})
     if not rows:
         if missing_ok:
-            return pd.DataFrame(columns=["task", "a", "b", "n_pairs", "mean_a", "mean_b", "mean_diff", "ci_low",
-                                         "ci_high", "wins", "ties", "losses", "alternative", "wilcoxon_stat",
-                                         "p_value"])
+            return pd.DataFrame(columns=["task", *COMPARISON_COLUMNS])
         raise DlzoError("No claim has paired runs yet; run the dominant, mezo_full and random_layer rows.")
     return pd.DataFrame(rows)
 

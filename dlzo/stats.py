@@ -68,6 +68,10 @@ def pair_runs(df: pd.DataFrame, method_a: str, method_b: str, pair_on: list[str]
     return paired
 
 
+COMPARISON_COLUMNS = ("a", "b", "n_pairs", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high", "wins", "ties",
+                      "losses", "alternative", "wilcoxon_stat", "p_value")  # the keys of paired_comparison
+
+
 def paired_comparison(df: pd.DataFrame, method_a: str, method_b: str, pair_on: list[str] | None = None,
                       value: str = "test_score", alternative: str = "greater", confidence: float = 0.95,
                       method_col: str = "method") -> dict:

@@ -268,8 +268,12 @@ def test_a_grid_adopts_the_finished_runs_it_shares_with_another_grid(tmp_path):
 
 
 def test_left_table_counts_what_is_left_per_task_and_method():
-    from dlzo.commands.sweep import left_table
-    from dlzo.experiments import grid_runs
+    from dlzo.commands.sweep import left_table as table_of
+    from dlzo.experiments import grid_runs, plan_lr_search
+
+    def left_table(runs, search_seeds, rows):
+        done = {row["key"] for row in rows}
+        return table_of(runs, plan_lr_search(runs, search_seeds, rows), done, staged=search_seeds is not None)
 
     grid = {**SEARCH_GRID, "tasks": ["sst2", "copa"], "methods": {"zero_shot": {}, "dominant": {"lr": [1e-4, 1e-3]}}}
     runs = grid_runs(grid)

@@ -136,8 +136,11 @@ def run(args: argparse.Namespace) -> int:
     if args.min_free_gb is not None:
         before_run = functools.partial(wait_for_free_memory, args.min_free_gb, context.device)
     if args.list:
-        print(list_line(grid["name"], runs, search_seeds, store.rows(), folder))
-        left = left_table(runs, search_seeds, store.rows())
+        rows = store.rows()
+        plan = plan_lr_search(runs, search_seeds, rows)
+        done = {row["key"] for row in rows if "key" in row}
+        print(list_line(grid["name"], plan, done, search_seeds, len(runs), folder))
+        left = left_table(runs, plan, done, staged=search_seeds is not None)
         if len(left):
             print(f"left, by task and method (ready{' + held back' if search_seeds is not None else ''}):")
             print(left.to_string())
@@ -162,37 +165,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def list_line(name: str, runs: list, search_seeds: list[int] | None, rows: list[dict], folder: str) -> str:
-    """``--list``'s line: runs done of the planned total; with ``lr_search_seeds`` also the runs ready but not
-    done and those held back until their cell's lr search has finished."""
-    from ..experiments import plan_lr_search
-
-    plan = plan_lr_search(runs, search_seeds, rows)
-    done = {row["key"] for row in rows if "key" in row}
+def list_line(name: str, plan, done: set[str], search_seeds: list[int] | None, n_grid: int, folder: str) -> str:
+    """``--list``'s line from the grid's :class:`~dlzo.experiments.LrSearchPlan` and the finished keys: runs done
+    of the planned total; with ``lr_search_seeds`` also the runs ready but not done and those held back until
+    their cell's lr search has finished (``n_grid``: the full lr grid on every seed)."""
     finished = sum(r.key in done for r in plan.ready)
     line = f"{name}: {finished} of {len(plan.planned)} runs done"
     if search_seeds is not None:
         line += (f", {len(plan.ready) - finished} ready to run, {len(plan.held)} held back until the lr search on "
-                 f"seeds {search_seeds} decides (the full lr grid on every seed: {len(runs)} runs)")
+                 f"seeds {search_seeds} decides (the full lr grid on every seed: {n_grid} runs)")
     return f"{line} -> {folder}"
 
 
-def left_table(runs: list, search_seeds: list[int] | None, rows: list[dict]):
-    """The runs not yet done, per task (rows) and method (columns): ``ready`` where nothing is held back, else
+def left_table(runs: list, plan, done: set[str], staged: bool):
+    """The runs of ``plan`` (the grid's :class:`~dlzo.experiments.LrSearchPlan`) not in ``done``, per task (rows)
+    and method (columns), in the order of the grid's ``runs``: ``ready``, or with an lr search (``staged``)
     ``ready+held`` (held back: waiting for the cell's lr search). Empty when the grid is done."""
     import pandas as pd
 
-    from ..experiments import plan_lr_search
-
-    plan = plan_lr_search(runs, search_seeds, rows)
-    done = {row["key"] for row in rows if "key" in row}
     left = [{"task": r.task, "method": r.method, "ready": 1, "held": 0} for r in plan.ready if r.key not in done]
     left += [{"task": r.task, "method": r.method, "ready": 0, "held": 1} for r in plan.held]
     if not left:
         return pd.DataFrame()
     counts = pd.DataFrame(left).groupby(["task", "method"], sort=False)[["ready", "held"]].sum()
     text = counts["ready"].astype(str)
-    if search_seeds is not None:
+    if staged:
         text = text + "+" + counts["held"].astype(str)
     order = list(dict.fromkeys(r.task for r in runs)), list(dict.fromkeys(r.method for r in runs))
     table = text.unstack("method").fillna("")
