@@ -180,15 +180,18 @@ if len(ablations):
 # * **ε**: layer 11 has the largest |g| at every ε and the most accurate finite difference (relative error
 #   0.01–0.02% at ε ≤ 1e-3, 1.5% at 1e-2 vs 2–9% for the other layers shown); at ε = 1e-2 the estimate of
 #   every other layer degrades more. ε ≤ 1e-3 (MeZO's) is safe for every layer.
-# * **Within-layer variants and layer combinations** (65 of 96 runs: seeds 0 and 1 of every variant, seed 2
-#   of a few; the within-layer variants at the dominant layer's lr 1e-3). On SST-2, training *less* of layer
-#   11 works *better*: its MLP alone 78.7 (+6.9 over the whole layer, 2 of 2 seeds), only the MLP channels
-#   that carry the top-1% activations 78.0 (+6.1), the layer with those channels frozen 76.9 (+5.1) — the
-#   outlier channels are neither needed nor in the way. A second layer at the single layer's lr 1e-3 (11 +
-#   29, or 2 + 11) collapses to 50.5–50.8, below zero-shot (ZO's variance grows with the number of perturbed
-#   parameters); at a smaller lr the pairs learn: **11 + 29 reaches 76.1 at 3e-4 (+4.2 over layer 11 alone,
-#   2 of 2 seeds) and 74.0 at 1e-4 (+2.1, 2 of 2)**, while 2 + 11 reaches 72.9 at 3e-4 (+1.1, 1 of 2) and
-#   69.3 at 1e-4 (−2.5). Adding the last layer helps more than adding the loose-rule layer 2. ε 1e-4 and
-#   1e-2 land within 0.5 points of 1e-3; lr 1e-4 reads as 1e-3 (72.3 vs 71.8), 1e-5 stays near zero-shot
-#   (56.3) and 1e-2 keeps the zero-shot checkpoint. On COPA every variant ends at 57.5–64.5 around zero-shot
-#   (61.0), the whole layer lowest (57.5): nothing here learns COPA.
+# * **Within-layer variants and layer combinations** (complete: 96 runs, 3 seeds each; the within-layer
+#   variants at the dominant layer's lr 1e-3). On SST-2, training *less* of layer 11 works *better*, in 3 of
+#   3 seeds each: only the MLP channels that carry the top-1% activations 78.9 (+7.3 over the whole layer's
+#   71.6, 95% CI 2.1 to 10.2), its MLP alone 77.0 (+5.4, CI 2.5 to 7.1), the layer with those channels
+#   frozen 75.3 (+3.7, CI 0.9 to 6.3) — the outlier channels are neither needed nor in the way. A second
+#   layer at the single layer's lr 1e-3 (11 + 29, or 2 + 11) collapses to 50.8–51.1, below zero-shot (ZO's
+#   variance grows with the number of perturbed parameters); at a smaller lr the pairs learn: **11 + 29
+#   reaches 76.8 at 3e-4 (+5.2 over layer 11 alone, CI 3.8 to 7.2, 3 of 3 seeds) and 73.5 at 1e-4 (+2.0,
+#   3 of 3)**, while 2 + 11 reaches 72.2 at 3e-4 (+0.7, 1 of 3) and 70.4 at 1e-4 (−1.1). Adding the last
+#   layer helps; adding the loose-rule layer 2 does not. The loose-rule layer alone: 56.7 (−14.9, 3 of 3).
+#   ε 1e-4 and 1e-2 land within 0.4 points of 1e-3; lr 1e-4 reads as 1e-3 (70.9 vs 71.6), 1e-5 stays near
+#   zero-shot (56.0) and 1e-2 keeps the zero-shot checkpoint (51.6). With 3 pairs a two-sided Wilcoxon test
+#   cannot go below p = 0.25: the CIs and the 3-of-3 counts carry these rows. On COPA the whole dominant
+#   layer is the *lowest* of all variants (58.0, below zero-shot 61.0); every other variant ends at
+#   58.3–63.3: nothing here learns COPA beyond seed noise.

@@ -2,7 +2,8 @@
 #   A: the ZO every-layer sweep (SST-2, COPA, RTE), then the main table (main_smollm2, adopting main_core's runs)
 #   B: the ablations, then the first-order every-layer sweep (SST-2), then every layer with its own lr (SST-2)
 # SMOL_WORKERS workers in all (10 beside the Qwen chain on one GPU, 10 or 14 per GPU on an x2 box), SMOL_SHARE_A
-# percent of them for chain A (default 65: session 10 left main_smollm2 150 runs, the ablations 31);
+# percent of them for chain A (default 65: session 11 left main_smollm2 130 runs, many of them slow SQuAD/DROP;
+# chain B: the ablations are complete, FO 95 runs, per-layer lr 180);
 # SMOL_FLAGS e.g. --no-loop-graphs. With several GPUs visible, each --parallel sweep spreads its workers over them.
 cd /root/code; source .gpu/env.sh; export PYTHONPATH=/root/code:/root/site
 N=${SMOL_WORKERS:-10}; NA=$(( N * ${SMOL_SHARE_A:-65} / 100 )); NB=$(( N - NA ))

@@ -7,7 +7,7 @@ grep -E "^(dominant|published|dlzo_full|fo_)" /root/bench.log
 NGPU=$(nvidia-smi -L | wc -l)
 if [ -f /root/cache/gguf/qwen2.5-0.5b.gguf ] && [ "$NGPU" -ge 2 ]; then
   # x2 box: Qwen on GPU 0 only; SmolLM2 round-robin over both GPUs (dlzo sweep --parallel does that), so GPU 0
-  # fills with SmolLM2 runs once the last Qwen runs end (session 10: Qwen core 9 runs left, all resumable).
+  # fills with SmolLM2 runs once the last Qwen runs end (session 11: the Qwen core is complete; the tuned grid has 52 runs left).
   # Memory on GPU 0: 7 Qwen workers (6-12 GB each) + 10 SmolLM2 workers (3-4.5 GB) stay under ~130 GB.
   (CUDA_VISIBLE_DEVICES=0 QWEN_WORKERS=${QWEN_WORKERS:-7} setsid nohup bash .gpu/qwen.sh > /root/qwen.log 2>&1 < /dev/null &)
   export SMOL_WORKERS=${SMOL_WORKERS:-$(( 10 * NGPU ))}
