@@ -3,7 +3,8 @@
 The paper's main claim is a comparison of averages over nine tasks; ours is made per seed and per task:
 
 * :func:`tuned_runs` — where a method ran with several lrs, the runs of the lr with the best mean dev score
-  on each task (MeZO's protocol; test never enters the choice), and :func:`chosen_lrs` to show them;
+  on each task (MeZO's protocol; test never enters the choice), and :func:`chosen_lrs` to show them
+  (marking with :func:`unfinished_searches` the picks made before every lr has run);
 * :func:`method_table` — mean ± std (and n) of each method on each task, plus the average over the tasks
   where every shown method has runs (an average over different task sets would not compare);
 * :func:`claim_tests` — the paired tests (by task and seed) of "dominant ≥ full MeZO" and "dominant >
@@ -17,7 +18,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .errors import DlzoError
-from .experiments import select_lr
+from .experiments import cell_of, grid_runs, grid_search_seeds, select_lr
 from .stats import COMPARISON_COLUMNS, format_mean_std, paired_comparison_if_possible
 
 # the table's column order: no training, first order, full-model ZO, the paper's method and its controls
@@ -63,13 +64,30 @@ def tuned_runs(table: pd.DataFrame, by: str = "dev_score", on_seeds: list[int] |
     return select_lr(table, by=by, group=[c for c in ("model", "task", "method") if c in table], on_seeds=on_seeds)
 
 
-def chosen_lrs(table: pd.DataFrame) -> pd.DataFrame:
-    """Task × method table of the lr each method's rows ran with (after :func:`tuned_runs`: the one picked)."""
+def chosen_lrs(table: pd.DataFrame, provisional=()) -> pd.DataFrame:
+    """Task × method table of the lr each method's rows ran with (after :func:`tuned_runs`: the one picked);
+    the (task, method) cells in ``provisional`` (:func:`unfinished_searches`) are marked ``*``."""
     _check(table)
     shown = table[table["lr"].fillna(0) > 0] if "lr" in table else table.iloc[:0]  # zero-shot rows: lr 0 / none
     order = ordered_methods(sorted(set(shown["method"])))
-    lrs = shown.groupby(["task", "method"])["lr"].first().unstack("method")
-    return lrs.reindex(columns=order).map(lambda v: f"{v:.0e}" if pd.notna(v) else "—")
+    lrs = shown.groupby(["task", "method"])["lr"].first().unstack("method").reindex(columns=order)
+    marked = set(provisional)
+    return pd.DataFrame({method: [f"{v:.0e}{'*' if (task, method) in marked else ''}" if pd.notna(v) else "—"
+                                  for task, v in lrs[method].items()] for method in lrs.columns},
+                        index=lrs.index).rename_axis(columns="method")
+
+
+def unfinished_searches(grid: dict, table: pd.DataFrame) -> set[tuple[str, str]]:
+    """The (task, method) cells of a grid whose lr search has not run every lr yet on its search seeds (the
+    grid's ``lr_search_seeds``, else every seed): there :func:`tuned_runs` picks among the lrs run so far."""
+    runs = grid_runs(grid)
+    lrs_of = {}
+    for run in runs:
+        lrs_of.setdefault(cell_of(run), set()).add(run.lr)
+    seeds = set(grid_search_seeds(grid) or grid["seeds"])
+    done = set(table["key"]) if "key" in table else set()
+    return {(run.task, run.method) for run in runs
+            if run.seed in seeds and len(lrs_of[cell_of(run)]) > 1 and run.key not in done}
 
 
 def method_table(table: pd.DataFrame, methods: list[str] | None = None, metric: str = "test_score",

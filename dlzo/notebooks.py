@@ -55,6 +55,24 @@ def declared_parameters(path: Path) -> set[str]:
     return set(papermill.inspect_notebook(str(path)))
 
 
+def failed_cell_sentence(stem: str, failure, kept: Path | None = None) -> str:
+    """One sentence for a notebook whose cell raised: a user error (DlzoError) is its own sentence, anything
+    else names the cell and the exception, and where the executed notebook with the traceback was kept."""
+    if failure.ename == "DlzoError":
+        return f"{stem}: {failure.evalue}"
+    where = f"; the executed notebook with the traceback is {kept}" if kept else ""
+    return f"{stem} stopped in cell {failure.exec_count} with {failure.ename}: {failure.evalue}{where}."
+
+
+def _keep_failed(executed: str, source: Path) -> Path | None:
+    """Copy a failed run's notebook out of the project (never beside the committed ones) for debugging."""
+    if not os.path.exists(executed) or os.path.getsize(executed) == 0:
+        return None
+    kept = Path(tempfile.gettempdir()) / f"{source.stem}.failed.ipynb"
+    shutil.copyfile(executed, kept)
+    return kept
+
+
 def run_notebook(name: str | Path, params: str | Path | dict = "ci", output: str | Path | None = None,
                  timeout: int = 3600, overrides: dict | None = None, progress: bool = False) -> Path:
     """Execute a notebook with papermill and the given parameter set; return the executed notebook's path.
@@ -84,10 +102,13 @@ def run_notebook(name: str | Path, params: str | Path | dict = "ci", output: str
             jupytext.write(jupytext.read(paired), tmp_in, fmt="ipynb")
         else:
             shutil.copyfile(source, tmp_in)
-        papermill.execute_notebook(
-            tmp_in, tmp, parameters=chosen, kernel_name="python3", cwd=str(source.parent),
-            execution_timeout=timeout, progress_bar=progress, log_output=False,
-        )
+        try:
+            papermill.execute_notebook(
+                tmp_in, tmp, parameters=chosen, kernel_name="python3", cwd=str(source.parent),
+                execution_timeout=timeout, progress_bar=progress, log_output=False,
+            )
+        except papermill.PapermillExecutionError as failure:
+            raise DlzoError(failed_cell_sentence(source.stem, failure, kept=_keep_failed(tmp, source))) from None
         shutil.move(tmp, target)
     finally:
         for leftover in (tmp, tmp_in):

@@ -59,6 +59,7 @@ from dlzo.main_results import (
     method_table,
     ordered_methods,
     tuned_runs,
+    unfinished_searches,
 )
 from dlzo.notebook import grid_results, setup
 from dlzo.paths import repo_root
@@ -107,14 +108,18 @@ for name, (grid, table) in grids.items():
 # Where a method ran with several lrs, only the runs of the lr with the best mean dev score are kept, per
 # task (MeZO's protocol; test scores never enter the choice) — the mean over the grid's `lr_search_seeds`
 # where it names them, else over every seed. A grid with one lr per method keeps every run. While a grid is
-# running, a cell whose search seed has not yet run every lr is picked among the lrs it has (the coverage
-# table above shows which).
+# running, a cell whose search seed has not yet run every lr is picked among the lrs it has: such picks are
+# marked `*` (provisional).
 
 # %% tags=["nbval-check-output"]
 tuned = {name: tuned_runs(table, on_seeds=grid.get("lr_search_seeds")) for name, (grid, table) in grids.items()}
 for name, table in tuned.items():
+    grid = grids[name][0]
+    provisional = unfinished_searches(grid, grids[name][1])
     print(name)
-    print(chosen_lrs(table).to_string(), end="\n\n")
+    print(chosen_lrs(table, provisional).to_string())
+    print("* the lr search has not run every lr of this cell yet: picked among those it has" if provisional else "",
+          end="\n\n")
 
 # %% [markdown]
 # ## The table: test accuracy, mean ± std over seeds (number of seeds)

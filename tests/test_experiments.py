@@ -586,3 +586,17 @@ def test_dlzo_sweep_runs_held_back_runs_in_the_same_call_and_says_what_it_skippe
     captured = capsys.readouterr()
     assert code == 2 and "held back 2 (lr searched on seeds [0]), of which 2 skipped because a search run" in captured.out
     assert "1 runs failed" in captured.err
+
+
+@pytest.mark.parametrize(("small", "big"), [("main_core_smollm2", "main_smollm2"),
+                                            ("main_core_qwen2.5-0.5b", "main_core_tuned_qwen2.5-0.5b"),
+                                            ("main_core_tuned_qwen2.5-0.5b", "main_qwen2.5-0.5b")])
+def test_each_main_grid_holds_every_run_of_the_grid_it_adopts(small, big):
+    # --adopt copies rows by run key: a grid that extends another must plan the same runs under the same keys
+    from dlzo.experiments import grid_runs, load_grid
+    from dlzo.paths import repo_root
+
+    def keys(name):
+        return {r.key for r in grid_runs(load_grid(repo_root() / "experiments" / f"{name}.yaml"), layers_of=lambda m: 30)}
+
+    assert keys(small) <= keys(big)

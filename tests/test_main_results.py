@@ -145,6 +145,26 @@ def test_an_lr_grid_is_reduced_to_the_lr_picked_on_dev_per_task_before_any_table
     assert list(lrs.columns) == ["dominant"]  # zero-shot has no lr
 
 
+def test_a_pick_made_before_every_lr_of_the_search_has_run_is_marked():
+    from dlzo.experiments import grid_runs
+    from dlzo.main_results import unfinished_searches
+
+    grid = {"name": "g", "models": ["m"], "tasks": ["sst2", "copa"], "seeds": [0, 1], "lr_search_seeds": [0],
+            "steps": 10, "methods": {"zero_shot": {}, "mezo_full": {"lr": 1e-5},
+                                     "dominant": {"lr": [1e-4, 1e-3]}}}
+    rows = []
+    for run in grid_runs(grid):
+        searched = run.task == "sst2" or run.lr != 1e-3  # copa's search has run 1e-4 only so far
+        if run.seed == 0 and searched:
+            rows.append({**run.as_dict(), "key": run.key, "dev_score": 50.0 + 1e4 * run.lr, "test_score": 60.0})
+    table = pd.DataFrame(rows)
+    assert unfinished_searches(grid, table) == {("copa", "dominant")}  # mezo_full has one lr: nothing to search
+    lrs = chosen_lrs(tuned_runs(table, on_seeds=[0]), provisional=unfinished_searches(grid, table))
+    assert lrs.loc["sst2", "dominant"] == "1e-03" and lrs.loc["copa", "dominant"] == "1e-04*"
+    assert lrs.loc["copa", "mezo_full"] == "1e-05" and list(lrs.columns) == ["mezo_full", "dominant"]
+    assert unfinished_searches(grid, table.iloc[:0]) == {("sst2", "dominant"), ("copa", "dominant")}
+
+
 def test_ordered_methods_puts_the_papers_methods_first_then_the_rest_as_given():
     assert ordered_methods(["random_layer", "my_variant", "dominant", "zero_shot", "another"]) == [
         "zero_shot", "dominant", "random_layer", "my_variant", "another"]

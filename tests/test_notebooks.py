@@ -103,6 +103,32 @@ def test_a_user_error_in_a_notebook_shows_one_sentence(tmp_path):
     assert error.traceback == ["DlzoError: The grid has no runs yet; run dlzo sweep first."]
 
 
+@pytest.mark.notebook
+def test_run_notebook_turns_a_failed_cell_into_one_sentence_and_writes_nothing(tmp_path):
+    """``dlzo notebooks`` ends in one sentence, not papermill's traceback: a DlzoError is its own sentence; any
+    other exception names the cell, and the executed notebook is kept outside the project for debugging."""
+    from dlzo.errors import DlzoError
+
+    def notebook(name, failing):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("from dlzo.errors import DlzoError"),
+                                             nbformat.v4.new_code_cell(failing)])
+        nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, tmp_path / f"{name}.ipynb")
+        return tmp_path / f"{name}.ipynb"
+
+    user = notebook("user", "raise DlzoError('Model x is not installed: run `pip install x`.')")
+    with pytest.raises(DlzoError) as failure:
+        run_notebook(user, params={}, output=tmp_path / "out" / "user.ipynb", progress=False)
+    assert str(failure.value) == "user: Model x is not installed: run `pip install x`."
+    bug = notebook("bug", "1 / 0")
+    with pytest.raises(DlzoError, match=r"bug stopped in cell 2 with ZeroDivisionError: division by zero; the "
+                                        r"executed notebook with the traceback is .*bug\.failed\.ipynb\.") as failure:
+        run_notebook(bug, params={}, output=tmp_path / "out" / "bug.ipynb", progress=False)
+    kept = Path(str(failure.value).rsplit(" is ", 1)[1].rstrip("."))
+    assert "ZeroDivisionError" in kept.read_text() and not kept.is_relative_to(ROOT)
+    assert list((tmp_path / "out").iterdir()) == []  # no half-written notebook where the output was to go
+
+
 def test_user_error_traceback_is_the_sentence():
     from dlzo.errors import DlzoError
     from dlzo.notebook import user_error_traceback

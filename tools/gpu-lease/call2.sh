@@ -5,13 +5,15 @@ nvidia-cuda-mps-control -d || true
 rm -rf /root/code; cp -r $PWD /root/code
 mkdir -p /root/res /root/logs
 for g in layer_sweep_smollm2 layer_sweep_qwen2.5-0.5b main_core_qwen2.5-0.5b fo_layer_sweep_smollm2 main_core_smollm2 \
-         main_smollm2 ablations_smollm2 layer_lr_sweep_smollm2 main_core_tuned_qwen2.5-0.5b; do  # seed the box with the committed rows and logs
+         main_smollm2 ablations_smollm2 layer_lr_sweep_smollm2 main_core_tuned_qwen2.5-0.5b main_qwen2.5-0.5b \
+         controls_smollm2; do  # seed the box with the committed rows and logs
   mkdir -p /root/res/$g; cp results/$g/shard-*.jsonl /root/res/$g/ 2>/dev/null || true
 done
 cp -r results/run_logs/layer_sweep_smollm2 /root/logs/lsweep 2>/dev/null || true
 cp -r "results/run_logs/layer_sweep_qwen2.5-0.5b" /root/logs/qsweep 2>/dev/null || true
 cp -r "results/run_logs/main_core_qwen2.5-0.5b" /root/logs/qcore 2>/dev/null || true
 cp -r "results/run_logs/main_core_tuned_qwen2.5-0.5b" /root/logs/qtuned 2>/dev/null || true
+cp -r "results/run_logs/main_qwen2.5-0.5b" /root/logs/qmain 2>/dev/null || true
 cp -r results/run_logs/main_smollm2 /root/logs/main 2>/dev/null || true
 cp -r results/run_logs/ablations_smollm2 /root/logs/abl 2>/dev/null || true
 cp -r results/run_logs/layer_lr_sweep_smollm2 /root/logs/lrsweep 2>/dev/null || true

@@ -13,7 +13,8 @@ from pathlib import Path
 
 LOG_DIRS = {"lsweep": "layer_sweep_smollm2", "qsweep": "layer_sweep_qwen2.5-0.5b",
             "qcore": "main_core_qwen2.5-0.5b", "main": "main_smollm2", "abl": "ablations_smollm2",
-            "lrsweep": "layer_lr_sweep_smollm2", "qtuned": "main_core_tuned_qwen2.5-0.5b"}
+            "lrsweep": "layer_lr_sweep_smollm2", "qtuned": "main_core_tuned_qwen2.5-0.5b",
+            "qmain": "main_qwen2.5-0.5b"}
 BENCH = {"bench_fp32.json": "bench_smollm2-135m_h200_fp32.json", "bench_tf32.json": "bench_smollm2-135m_h200_tf32.json",
          "bench_bf16.json": "bench_smollm2-135m_h200_bf16.json", "task_speedups_h200.csv": "task_speedups_h200.csv"}
 

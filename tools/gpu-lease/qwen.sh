@@ -1,5 +1,6 @@
 # Background chain on the box (started by start.sh with setsid): Qwen2.5-0.5B every-layer SST-2 sweep, then
-# the Qwen main-results core (7 tasks x 4 methods x 3 seeds), then that core with the lr searched on dev.
+# the Qwen main-results core (7 tasks x 4 methods x 3 seeds), then that core with the lr searched on dev, then
+# the full table (9 tasks x 8 methods x 3 seeds, main_qwen2.5-0.5b).
 cd /root/code; source .gpu/env.sh; export PYTHONPATH=/root/code:/root/site
 F="--device cuda --cuda-graphs --paired-passes --tf32 --no-progress --keep-going"
 date; python3 -c "from dlzo.models import load_model; load_model('qwen2.5-0.5b', device='cpu', progress=False)"
@@ -12,4 +13,7 @@ date; python3 -m dlzo sweep experiments/main_core_qwen2.5-0.5b.yaml --results /r
 # then the same core with each method's lr searched on seed 0's dev score (adopting the core's runs; session 10)
 date; python3 -m dlzo sweep experiments/main_core_tuned_qwen2.5-0.5b.yaml --results /root/res/main_core_tuned_qwen2.5-0.5b \
   --adopt /root/res/main_core_qwen2.5-0.5b --run-logs /root/logs/qtuned --parallel ${QWEN_WORKERS:-6} --min-free-gb 14 $F
+# then the nine-task, eight-method table on Qwen (adopting the tuned core's runs; session 11)
+date; python3 -m dlzo sweep experiments/main_qwen2.5-0.5b.yaml --results /root/res/main_qwen2.5-0.5b \
+  --adopt /root/res/main_core_tuned_qwen2.5-0.5b --run-logs /root/logs/qmain --parallel ${QWEN_WORKERS:-6} --min-free-gb 14 $F
 wait; date; echo QWEN DONE
