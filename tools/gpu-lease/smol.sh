@@ -1,10 +1,10 @@
 # Background chains on the box (started by start.sh with setsid), side by side:
 #   A: the ZO every-layer sweep (SST-2, COPA, RTE), then the main table (main_smollm2, adopting main_core's runs)
-#   B: the ablations, the RTE/COPA controls, the first-order every-layer sweep (SST-2), then every layer with its
-#      own lr (SST-2)
+#   B: the ablations, the RTE/COPA controls, every layer with its own lr (SST-2), then the first-order
+#      every-layer sweep (SST-2)
 # SMOL_WORKERS workers in all (10 beside the Qwen chain on one GPU, 10 or 14 per GPU on an x2 box), SMOL_SHARE_A
 # percent of them for chain A (default 65: session 11 left main_smollm2 130 runs, many of them slow SQuAD/DROP;
-# chain B: the ablations are complete, FO 95 runs, per-layer lr 180);
+# chain B: the ablations are complete, controls 8 runs, per-layer lr 180, FO 95);
 # SMOL_FLAGS e.g. --no-loop-graphs. With several GPUs visible, each --parallel sweep spreads its workers over them.
 cd /root/code; source .gpu/env.sh; export PYTHONPATH=/root/code:/root/site
 N=${SMOL_WORKERS:-10}; NA=$(( N * ${SMOL_SHARE_A:-65} / 100 )); NB=$(( N - NA ))
@@ -21,10 +21,11 @@ chain_b() {
     --run-logs /root/logs/abl --parallel $NB $G
   date; python3 -m dlzo sweep experiments/controls_smollm2.yaml --results /root/res/controls_smollm2 \
     --parallel $NB $G  # the RTE single-layer controls (8 runs left after session 11)
-  date; python3 -m dlzo sweep experiments/fo_layer_sweep_smollm2.yaml --results /root/res/fo_layer_sweep_smollm2 \
-    --parallel $NB --device cuda --no-progress --min-free-gb 6 --keep-going
+  # every layer with its own lr before the rest of the FO sweep (session 11): it separates step size from signal
   date; python3 -m dlzo sweep experiments/layer_lr_sweep_smollm2.yaml --results /root/res/layer_lr_sweep_smollm2 \
     --adopt /root/res/layer_sweep_smollm2 --run-logs /root/logs/lrsweep --parallel $NB $G
+  date; python3 -m dlzo sweep experiments/fo_layer_sweep_smollm2.yaml --results /root/res/fo_layer_sweep_smollm2 \
+    --parallel $NB --device cuda --no-progress --min-free-gb 6 --keep-going
   date; echo CHAIN B DONE
 }
 chain_a > /root/smol_a.log 2>&1 &
