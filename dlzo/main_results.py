@@ -10,6 +10,7 @@ The paper's main claim is a comparison of averages over nine tasks; ours is made
 * :func:`claim_tests` — the paired tests (by task and seed) of "dominant ≥ full MeZO" and "dominant >
   random layer", per task and pooled over tasks (Wilcoxon signed-rank, bootstrap CI of the mean
   difference; :func:`dlzo.stats.paired_comparison`);
+* :func:`pooled_claims` — the same tests pooled over grids of one design (e.g. two models);
 * :data:`PAPER_AVERAGES` — the paper's nine-task averages (LLaMA2-7B, Qwen3-8B), shown for context only.
 """
 
@@ -129,6 +130,18 @@ def claim_tests(table: pd.DataFrame, claims=CLAIMS, metric: str = "test_score", 
             return pd.DataFrame(columns=["task", *COMPARISON_COLUMNS])
         raise DlzoError("No claim has paired runs yet; run the dominant, mezo_full and random_layer rows.")
     return pd.DataFrame(rows)
+
+
+def pooled_claims(tables: dict[str, pd.DataFrame], claims=CLAIMS, metric: str = "test_score") -> pd.DataFrame:
+    """The claims pooled over several grids' tuned tables (e.g. the same design on two models): one row per
+    claim over every (model, task, seed) pair of all of them, with the models it pools (``models``)."""
+    if not tables:
+        raise DlzoError("Pass at least one grid's results to pool.")
+    table = pd.concat(list(tables.values()), ignore_index=True)
+    tests = claim_tests(table, claims, metric, missing_ok=True)
+    pooled = tests[tests["task"] == "all"].drop(columns="task")
+    models = ", ".join(dict.fromkeys(table["model"])) if "model" in table else ""
+    return pooled.assign(grids=" + ".join(tables), models=models).reset_index(drop=True)
 
 
 def coverage(table: pd.DataFrame, grid_runs: list) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from dlzo.main_results import (
     coverage,
     method_table,
     ordered_methods,
+    pooled_claims,
     tuned_runs,
 )
 
@@ -163,6 +164,19 @@ def test_a_pick_made_before_every_lr_of_the_search_has_run_is_marked():
     assert lrs.loc["sst2", "dominant"] == "1e-03" and lrs.loc["copa", "dominant"] == "1e-04*"
     assert lrs.loc["copa", "mezo_full"] == "1e-05" and list(lrs.columns) == ["mezo_full", "dominant"]
     assert unfinished_searches(grid, table.iloc[:0]) == {("sst2", "dominant"), ("copa", "dominant")}
+
+
+def test_pooled_claims_pair_every_model_task_and_seed_of_all_grids():
+    small = results()
+    big = results().assign(model="b", test_score=lambda d: d["test_score"] + (d["method"] == "mezo_full") * 4.0)
+    pooled = pooled_claims({"grid_small": small, "grid_big": big})
+    row = pooled[(pooled.b == "mezo_full") & (pooled.alternative == "two-sided")].iloc[0]
+    assert row["n_pairs"] == 6 and row["mean_diff"] == pytest.approx((2.0 * 3 - 2.0 * 3) / 6)  # +2 on m, -2 on b
+    assert row["wins"] == 3 and row["losses"] == 3
+    assert set(pooled["grids"]) == {"grid_small + grid_big"} and set(pooled["models"]) == {"m, b"}
+    assert "task" not in pooled
+    with pytest.raises(DlzoError, match="at least one"):
+        pooled_claims({})
 
 
 def test_ordered_methods_puts_the_papers_methods_first_then_the_rest_as_given():
