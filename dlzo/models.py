@@ -17,6 +17,7 @@ bit-identical logits.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import importlib.metadata as metadata
 import json
@@ -24,6 +25,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,7 +169,27 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
     return names[dtype]
 
 
-def _gguf_cached_folder(gguf_path: Path) -> Path:
+@contextmanager
+def _gguf_conversion_bar(progress: bool):
+    """transformers' GGUF loader draws its own tqdm bar, outside ``hf_logging``'s switch: silence it unless
+    ``progress`` (a papermill run would otherwise commit one widget per model)."""
+    if progress:
+        yield
+        return
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is None:
+        yield
+        return
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+
+
+def _gguf_cached_folder(gguf_path: Path, progress: bool = False) -> Path:
     """Dequantize a GGUF file once into an fp32 safetensors folder in the cache; return that folder."""
     digest = _sha256_of(gguf_path)
     folder = cache_dir() / "models" / digest[:24]
@@ -179,8 +201,9 @@ def _gguf_cached_folder(gguf_path: Path) -> Path:
         raise DlzoError("Reading GGUF files needs the gguf package: run `pip install gguf`.") from None
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    with _gguf_conversion_bar(progress):
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
     # save_pretrained refuses a model that still carries its GGUF quantizer
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
@@ -264,7 +287,7 @@ def load_model(
     try:
         kind, source = resolve_source(name_or_path)
         if kind in ("offline", "gguf"):
-            source = _gguf_cached_folder(Path(source))
+            source = _gguf_cached_folder(Path(source), progress=progress)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tokenizer = AutoTokenizer.from_pretrained(source)

@@ -60,3 +60,18 @@ def test_default_model_loads_from_the_safetensors_cache(smollm2):
     config = json.loads((folder / "config.json").read_text())
     assert config["dlzo_source"]["sha256"] == OFFLINE_MODELS["smollm2-135m"].sha256
     assert "quantization_config" not in config
+
+
+def test_the_gguf_conversion_bar_follows_the_progress_switch():
+    # transformers' GGUF loader calls its module's own tqdm, which hf_logging.disable_progress_bar() misses
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    original = gguf_utils.tqdm
+    with models._gguf_conversion_bar(progress=False):
+        assert gguf_utils.tqdm(range(3)).disable
+    assert gguf_utils.tqdm is original
+    with models._gguf_conversion_bar(progress=True):
+        assert gguf_utils.tqdm is original
+    with pytest.raises(RuntimeError), models._gguf_conversion_bar(progress=False):
+        raise RuntimeError("a failed conversion")
+    assert gguf_utils.tqdm is original  # restored even then
