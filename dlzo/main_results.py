@@ -19,7 +19,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .errors import DlzoError
-from .experiments import cell_of, grid_runs, grid_search_seeds, select_lr
+from .experiments import grid_runs, grid_search_seeds, plan_lr_search, select_lr
 from .stats import COMPARISON_COLUMNS, format_mean_std, paired_comparison_if_possible
 
 # the table's column order: no training, first order, full-model ZO, the paper's method and its controls
@@ -72,23 +72,20 @@ def chosen_lrs(table: pd.DataFrame, provisional=()) -> pd.DataFrame:
     shown = table[table["lr"].fillna(0) > 0] if "lr" in table else table.iloc[:0]  # zero-shot rows: lr 0 / none
     order = ordered_methods(sorted(set(shown["method"])))
     lrs = shown.groupby(["task", "method"])["lr"].first().unstack("method").reindex(columns=order)
-    marked = set(provisional)
-    return pd.DataFrame({method: [f"{v:.0e}{'*' if (task, method) in marked else ''}" if pd.notna(v) else "—"
-                                  for task, v in lrs[method].items()] for method in lrs.columns},
-                        index=lrs.index).rename_axis(columns="method")
+    text = lrs.map(lambda v: f"{v:.0e}" if pd.notna(v) else "—")
+    for task, method in set(provisional):
+        if task in text.index and method in text.columns and pd.notna(lrs.loc[task, method]):
+            text.loc[task, method] += "*"
+    return text
 
 
 def unfinished_searches(grid: dict, table: pd.DataFrame) -> set[tuple[str, str]]:
     """The (task, method) cells of a grid whose lr search has not run every lr yet on its search seeds (the
-    grid's ``lr_search_seeds``, else every seed): there :func:`tuned_runs` picks among the lrs run so far."""
-    runs = grid_runs(grid)
-    lrs_of = {}
-    for run in runs:
-        lrs_of.setdefault(cell_of(run), set()).add(run.lr)
-    seeds = set(grid_search_seeds(grid) or grid["seeds"])
-    done = set(table["key"]) if "key" in table else set()
-    return {(run.task, run.method) for run in runs
-            if run.seed in seeds and len(lrs_of[cell_of(run)]) > 1 and run.key not in done}
+    grid's ``lr_search_seeds``, else every seed): there :func:`tuned_runs` picks among the lrs run so far.
+    The grid's own :func:`~dlzo.experiments.plan_lr_search` decides, as it does for the sweep."""
+    seeds = grid_search_seeds(grid) or grid["seeds"]
+    plan = plan_lr_search(grid_runs(grid), seeds, table.to_dict("records"))
+    return {(dict(cell)["task"], dict(cell)["method"]) for cell in plan.pending | plan.undecidable}
 
 
 def method_table(table: pd.DataFrame, methods: list[str] | None = None, metric: str = "test_score",

@@ -71,7 +71,7 @@ main_grids: list = ["experiments/main_core_smollm2.yaml", "experiments/main_smol
                      "experiments/main_core_qwen2.5-0.5b.yaml",
                      "experiments/main_core_tuned_qwen2.5-0.5b.yaml"]  # grid files, one section each
 pooled_grids: list = ["experiments/main_core_smollm2.yaml",
-                       "experiments/main_core_qwen2.5-0.5b.yaml"]  # grids of one design, tested together; [] skips
+                       "experiments/main_core_qwen2.5-0.5b.yaml"]  # of main_grids, one design, tested together
 device: str = ""  # empty picks cuda if available, else cpu
 dtype: str = "float32"  # model dtype for recomputed runs
 threads: int = 0  # torch CPU threads, 0 for the torch default
@@ -83,13 +83,14 @@ recompute: bool = False  # run missing grid cells here; False renders the commit
 env = setup(threads=threads or None, progress=progress)
 root = repo_root()
 out = root / output_dir
-grids = {}
+grids, names = {}, {}  # names: grid file -> grid name
 for path in main_grids:
     grid, table = grid_results(path, recompute, output_dir, device, dtype, progress)
     if not len(table):
         raise DlzoError(f"{grid['name']} has no finished runs yet; run `dlzo sweep {path}` (a GPU box) or set "
                         "recompute=True.")
     grids[grid["name"]] = (grid, table)
+    names[path] = grid["name"]
     print(f"results of {grid['name']} ({', '.join(grid['models'])}): {len(table)} runs on "
           f"{', '.join(sorted(table['device'].unique()))}")
 print(f"dlzo {dlzo.__version__} | device: {env['device']} (this kernel)")
@@ -156,15 +157,15 @@ for name, table in tuned.items():
 
 # %% [markdown]
 # ## Both models together
-# The grids of `pooled_grids` share one design (same methods, one lr per method, same steps), so their
+# The grids of `pooled_grids` (some of `main_grids`) share one design (same methods, one lr per method, same steps), so their
 # (model, task, seed) pairs can be tested together: does the claim hold across models, not only on one?
 
 # %% tags=["nbval-check-output"]
 if pooled_grids:
-    pooled = {}
-    for path in pooled_grids:
-        grid, table = grid_results(path, recompute, output_dir, device, dtype, progress)  # run above: cached
-        pooled[grid["name"]] = tuned_runs(table, on_seeds=grid.get("lr_search_seeds"))
+    if set(pooled_grids) - set(names):
+        missing = sorted(set(pooled_grids) - set(names))
+        raise DlzoError(f"pooled_grids {missing} are not in main_grids; add them there.")
+    pooled = {names[path]: tuned[names[path]] for path in pooled_grids}  # the lr-picked tables above
     print(pooled_claims(pooled)[["a", "b", "alternative", "n_pairs", "mean_a", "mean_b", "mean_diff", "ci_low",
                                  "ci_high", "wins", "losses", "p_value", "models"]].round(3).to_string(index=False))
 
