@@ -16,5 +16,8 @@ elif [ -f /root/cache/gguf/qwen2.5-0.5b.gguf ]; then
 else
   export SMOL_WORKERS=${SMOL_WORKERS:-$(( 14 * NGPU ))}  # every GPU for SmolLM2 (x2 box: 28)
 fi
+# SMOL_GPUS (e.g. 1) keeps SmolLM2 off the Qwen GPU: session 12 gave Qwen GPU 0 alone (QWEN_WORKERS=10) and
+# SmolLM2 GPU 1 (SMOL_WORKERS=14), since the nine-task Qwen table had no runs of its own yet
+if [ -n "${SMOL_GPUS:-}" ]; then export CUDA_VISIBLE_DEVICES=$SMOL_GPUS; fi
 (setsid nohup bash .gpu/smol.sh > /root/smol.log 2>&1 < /dev/null &)
 sleep 45; tail -n 3 /root/*.log; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
