@@ -22,7 +22,7 @@
 # for: several seeds, mean ± std, and paired tests (by task and seed) — "dominant ≥ full MeZO" and
 # "dominant > a random other layer" (the control the paper lacks).
 #
-# **What the committed run is.** Three grids, each rendered the same way (one block per grid in every cell
+# **What the committed run is.** Four grids, each rendered the same way (one block per grid in every cell
 # below), 1000 steps, batch 16, ε 1e-3, MeZO's data protocol, on an H200:
 # * `experiments/main_core_smollm2.yaml` — SmolLM2-135M (dominant layer 11), **complete (84 runs)**: the
 #   seven classification tasks × {zero-shot, full MeZO, dominant layer, random layer} × 3 seeds, one lr per
@@ -36,8 +36,9 @@
 #   **complete (84 runs)**, one lr per method from its SST-2 probe (1e-5 single layer, 1e-6 full MeZO; TF32
 #   products).
 # * `experiments/main_core_tuned_qwen2.5-0.5b.yaml` — the same core with each method's lr picked on dev per
-#   task on seed 0 from {probe lr, 3× probe lr}, **partly run**: it adopts the core's runs at the probe lr;
-#   the 3× runs of seed 0 and then seeds 1–2 at the picked lr are still coming.
+#   task on seed 0 from {probe lr, 3× probe lr}, **94 of 105 runs**: it adopts the core's runs at the probe
+#   lr; seed 0's lr search is complete, seeds 1–2 of full MeZO on BoolQ, RTE and MultiRC (and a few others)
+#   are still coming.
 #
 # The coverage tables say exactly which cells exist: every table is computed from the finished runs only,
 # and tasks missing a method are left out of the averages.
@@ -214,14 +215,15 @@ display(PAPER_AVERAGES)
 #   (BoolQ 57.5 → 57.6–59.3; MultiRC 55.8 → 53.4–56.4). The paper's +2 points at 7B are not a regime a 135M
 #   model reaches.
 #
-# **SmolLM2-135M, the full protocol so far (`main_smollm2`, 149 of 279 planned runs; mostly seed 0):** with
-# each method's lr picked on seed 0's dev score, the picture does not change — dominant − full MeZO −1.2
-# points over 8 pairs (CI −5.3 to 2.0, 3 wins / 4 losses), dominant − random layer −0.7 over 11 pairs (CI
-# −2.7 to 1.6, 2 wins / 7 losses). First-order AdamW learns where ZO does not (SST-2 85.7, MultiRC 68.0,
-# SQuAD F1 67.0 against zero-shot 51.6 / 55.8 / 14.3, one seed each). On SQuAD (seed 0) every ZO method
-# learns — full MeZO 42.5, MeZO-LoRA 39.7 — and the dominant layer reaches only 29.0; LoRA on the dominant
-# layer alone does not move off zero-shot on SST-2 (52.2) or SQuAD (14.3): dominant-LoRA − MeZO-LoRA −7.2
-# over 8 pairs (CI −15.4 to −0.3). DROP has only its zero-shot row (F1 4.4).
+# **SmolLM2-135M, the full protocol so far (`main_smollm2`, 156 of 279 planned runs; mostly seed 0):** with
+# each method's lr picked on seed 0's dev score, the picture does not change — dominant − full MeZO −0.3
+# points over 8 pairs (CI −2.8 to 2.2, 3 wins / 1 tie / 4 losses, two-sided p = 0.80), dominant − random
+# layer −0.0 over 12 pairs (CI −2.2 to 2.5, 3 wins / 7 losses). First-order AdamW learns where ZO does not
+# (SST-2 85.7, MultiRC 68.0, SQuAD F1 67.0 against zero-shot 51.6 / 55.8 / 14.3, one seed each). On SQuAD
+# (seed 0) every ZO method learns — full MeZO 42.5, MeZO-LoRA 39.7, the dominant layer 36.3 (its lr search
+# now complete: 1e-4), a random layer 28.6, LoRA on the dominant layer 26.1; dominant-LoRA − MeZO-LoRA −5.7
+# over 8 pairs (CI −12.4 to −0.2), and on SST-2 it does not move off zero-shot (52.2). DROP (F1): zero-shot
+# 4.4, full MeZO 7.7, first-order 12.8 (its lr search unfinished, `*`); the other methods are still running.
 #
 # **Qwen2.5-0.5B, the complete core (`main_core_qwen2.5-0.5b`, 84 runs, one lr per method):** unlike SmolLM2,
 # fine-tuning moves four tasks well off zero-shot (CB 41.1 → 61.3–66.1, WSC 36.5 → 52.2–58.3, MultiRC 44.3 →
@@ -242,9 +244,11 @@ display(PAPER_AVERAGES)
 # p (dominant > random) = 0.98: across both models the first outlier layer is, if anything, worse than a
 # random other layer.
 #
-# **Qwen2.5-0.5B with the lr tuned per task (`main_core_tuned_qwen2.5-0.5b`, seed 0 only so far):** tuning
-# does not close the gap so far. Seed 0 has run both lrs on CB, COPA and SST-2 (and WSC, but for full MeZO);
-# it picks 3× the probe lr only for COPA (full MeZO, dominant) and SST-2 (random layer). Dominant − full
-# MeZO is −2.9 over the 7 tasks (CI −5.7 to −0.1, 2 wins / 5 losses);
-# seven-task averages 61.2 (dominant) vs 64.0 (full MeZO) and 62.7 (random layer). One seed per cell: read it
-# as a direction, not a result, until seeds 1–2 run.
+# **Qwen2.5-0.5B with the lr tuned per task (`main_core_tuned_qwen2.5-0.5b`, 94 of 105 runs):** tuning does
+# not close the gap. Seed 0 ran both lrs on every cell; 3× the probe lr won only for COPA (full MeZO,
+# dominant), RTE (dominant), SST-2 (random layer) and WSC (full MeZO). Over the 14 (task, seed) pairs with
+# both methods, **dominant − full MeZO −2.3 points (95% CI −4.0 to −0.6), 2 wins / 3 ties / 9 losses,
+# one-sided p (dominant < full MeZO) = 0.015, two-sided 0.030**; dominant − random layer −0.4 over 19 pairs
+# (CI −3.0 to 2.4), 6 wins / 13 losses, one-sided p (dominant > random) = 0.79. Full MeZO still has one seed
+# on BoolQ, RTE and MultiRC (their seeds 1–2 run next), so the seven-task averages (60.1 dominant, 63.4 full
+# MeZO, 60.5 random) mix cells of one and three seeds.

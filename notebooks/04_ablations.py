@@ -161,8 +161,10 @@ if len(ablations):
 # %% [markdown]
 # ## Reading the result (committed runs: SmolLM2-135M and Qwen2.5-0.5B, H200)
 # * **The strict rule's layer beats the loose rule's on SST-2** by 13 points (71.5 vs 58.3, 3 of 3 seeds),
-#   but on COPA the loose layer 2 is ahead (61.0 vs 58.0) and neither beats zero-shot (61.0): which outlier
-#   layer "is dominant" depends on the task, and on SST-2 neither is the best layer (15–17, notebook 01).
+#   but on COPA the loose layer 2 is ahead (61.0 vs 58.0, 3 of 3 seeds) and neither beats zero-shot (61.0),
+#   and on RTE the strict layer is ahead by 3.4 (48.9 vs 45.5, 2 of 3 seeds, CI −0.4 to 6.5) with both at
+#   chance (zero-shot 46.6): which outlier layer "is dominant" depends on the task, and on SST-2 neither is
+#   the best layer (15–17, notebook 01). (The controls grid's RTE rows are reruns of the sweep's, same result.)
 # * **The dominant layer is the one that works at the smallest lr.** At 1e-4 layer 11 already reaches 71.1
 #   while layers 2 and 20 stay at 55; at 1e-3 layer 20 catches up and passes it (72.9 vs 71.6); at 1e-5
 #   every single layer stays near zero-shot, and full MeZO needs 1e-5 (71.4). With layer 11's gradient the
