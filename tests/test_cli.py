@@ -23,6 +23,21 @@ def test_user_error_is_one_line_without_traceback():
     assert "Traceback" not in proc.stderr
 
 
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    """``dlzo sweep GRID --list | head -1``: the closed pipe ends the command with status 141, no traceback."""
+    import os
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text("name: g\nmodels: [m]\ntasks: [sst2, rte]\nseeds: [0, 1]\nmethods:\n  zero_shot: {}\n")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # every print reaches the pipe inside the command
+    proc = subprocess.Popen([sys.executable, "-m", "dlzo", "sweep", str(grid), "--results", str(tmp_path / "r"),
+                             "--list", "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
 @pytest.mark.real_model
 def test_outliers_command_on_smollm2(tmp_path, capsys):
     out_json = tmp_path / "profile.json"

@@ -600,3 +600,40 @@ def test_each_main_grid_holds_every_run_of_the_grid_it_adopts(small, big):
         return {r.key for r in grid_runs(load_grid(repo_root() / "experiments" / f"{name}.yaml"), layers_of=lambda m: 30)}
 
     assert keys(small) <= keys(big)
+
+
+def test_runs_cut_off_mid_way_go_first_then_seed_by_seed(tmp_path):
+    runs = expand_grid(["m"], ["sst2", "rte"], METHODS, seeds=[0, 1, 2])
+    late = [r for r in runs if r.seed == 2][-1], [r for r in runs if r.seed == 1][0]  # runs with a log
+    order = []
+    run_grid(runs, ResultsStore(tmp_path / "plain"), lambda c: order.append(c.key) or {}, progress=False,
+             first={late[0].key, late[1].key, "a-key-of-another-grid"})
+    assert order[:2] == [late[1].key, late[0].key]  # the cut-off runs, in seed order
+    rest = [r for r in runs if r not in late]
+    assert order[2:] == [r.key for r in sorted(rest, key=lambda r: r.seed)]  # then seed by seed, as without logs
+    search = expand_grid(["m"], ["sst2"], METHODS, seeds=[0, 1])  # with an lr search: a cut-off held-back run
+    held = [r for r in search if r.method == "full" and r.seed == 1][0]  # waits for its cell's search all the same
+    staged = []
+    run_grid(search, ResultsStore(tmp_path / "staged"), lambda c: staged.append(c.key) or {"dev_score": c.lr},
+             progress=False, lr_search_seeds=[0], first={held.key})
+    assert held.key in staged and staged.index(held.key) > max(
+        staged.index(r.key) for r in search if r.method == "full" and r.seed == 0)
+
+
+def test_cut_off_runs_are_the_run_logs_with_a_log(tmp_path, capsys):
+    from dlzo.cli import main
+    from dlzo.commands.sweep import cut_off_runs
+    from dlzo.experiments import grid_runs, load_grid
+
+    assert cut_off_runs(None) == set() and cut_off_runs(str(tmp_path / "none")) == set()
+    grid = tmp_path / "g.yaml"
+    grid.write_text("name: g\nmodels: [m]\ntasks: [sst2]\nseeds: [0, 1]\nsteps: 5\nmethods:\n  zero_shot: {}\n")
+    key = grid_runs(load_grid(grid))[1].key
+    (tmp_path / "logs" / key).mkdir(parents=True)
+    (tmp_path / "logs" / key / "log.jsonl").write_text("{}\n")
+    (tmp_path / "logs" / "empty").mkdir()  # a folder without a log is no cut-off run
+    assert cut_off_runs(str(tmp_path / "logs")) == {key}
+    assert main(["sweep", str(grid), "--results", str(tmp_path / "r"), "--run-logs", str(tmp_path / "logs"),
+                 "--device", "cpu", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of the runs ready to run were cut off mid-way: they resume first" in out

@@ -140,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
         plan = plan_lr_search(runs, search_seeds, rows)
         done = {row["key"] for row in rows if "key" in row}
         print(list_line(grid["name"], plan, done, search_seeds, len(runs), folder))
+        resumed = sum(r.key in cut_off_runs(args.run_logs) and r.key not in done for r in plan.ready)
+        if resumed:
+            print(f"{resumed} of the runs ready to run were cut off mid-way: they resume first, from their logs in "
+                  f"{args.run_logs}")
         left = left_table(runs, plan, done, staged=search_seeds is not None)
         if len(left):
             print(f"left, by task and method (ready{' + held back' if search_seeds is not None else ''}):")
@@ -148,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     counts = run_grid(runs, store, context.run, shard=_parse_shard(args.shard), time_budget_s=args.time_budget,
                       progress=args.progress, claims=args.claims, before_run=before_run,
-                      keep_going=args.keep_going, lr_search_seeds=search_seeds)
+                      keep_going=args.keep_going, lr_search_seeds=search_seeds, first=cut_off_runs(args.run_logs))
     elapsed = time.perf_counter() - start
     rate = counts["ran"] / elapsed * 3600 if elapsed > 0 else 0.0
     held = ""
@@ -163,6 +167,14 @@ def run(args: argparse.Namespace) -> int:
         raise DlzoError(f"{counts['failed']} runs failed (see {Path(folder) / 'failed.jsonl'}); fix the cause and "
                         "rerun the same command (finished runs are kept).")
     return 0
+
+
+def cut_off_runs(run_logs: str | None) -> set[str]:
+    """The keys of the runs with a log in ``run_logs`` (``<key>/log.jsonl``): runs a kill or a time limit cut off,
+    which the sweep resumes before starting new ones (finished runs among them are skipped anyway)."""
+    if not run_logs or not Path(run_logs).is_dir():
+        return set()
+    return {d.name for d in Path(run_logs).iterdir() if (d / "log.jsonl").is_file()}
 
 
 def list_line(name: str, plan, done: set[str], search_seeds: list[int] | None, n_grid: int, folder: str) -> str:

@@ -12,7 +12,6 @@ done
 cp -r results/run_logs/layer_sweep_smollm2 /root/logs/lsweep 2>/dev/null || true
 cp -r "results/run_logs/layer_sweep_qwen2.5-0.5b" /root/logs/qsweep 2>/dev/null || true
 cp -r "results/run_logs/main_core_qwen2.5-0.5b" /root/logs/qcore 2>/dev/null || true
-cp -r "results/run_logs/main_core_tuned_qwen2.5-0.5b" /root/logs/qtuned 2>/dev/null || true
 cp -r "results/run_logs/main_qwen2.5-0.5b" /root/logs/qmain 2>/dev/null || true
 cp -r results/run_logs/main_smollm2 /root/logs/main 2>/dev/null || true
 cp -r results/run_logs/ablations_smollm2 /root/logs/abl 2>/dev/null || true

@@ -1,11 +1,13 @@
 """Bring a lease's results home: rows of /root/res/<grid>/shard-*.jsonl merged into results/<grid>/shard-0.jsonl by
 run key (committed rows win), the logs of unfinished runs into results/run_logs/<grid>/<key>/ (finished runs'
-logs dropped), the bench files into results/bench/. Run from the repository root:
+logs dropped), the bench files into results/bench/; then the rows of BACKFILL's larger grids are copied into the
+smaller grids they contain (needs dlzo importable: the project's venv). Run from the repository root:
 
     python3 tools/gpu-lease/merge.py /work/.device/<n>      # the folder holding res.tgz and logs.tgz
 """
 import json
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -15,6 +17,9 @@ LOG_DIRS = {"lsweep": "layer_sweep_smollm2", "qsweep": "layer_sweep_qwen2.5-0.5b
             "qcore": "main_core_qwen2.5-0.5b", "main": "main_smollm2", "abl": "ablations_smollm2",
             "lrsweep": "layer_lr_sweep_smollm2", "qtuned": "main_core_tuned_qwen2.5-0.5b",
             "qmain": "main_qwen2.5-0.5b"}
+# grids whose runs all belong to a larger grid that now runs them: their rows are copied back after the merge
+# (dlzo sweep SMALL --adopt results/LARGE --list), so the smaller grid's table grows with the larger one
+BACKFILL = {"main_core_tuned_qwen2.5-0.5b": "main_qwen2.5-0.5b"}
 BENCH = {"bench_fp32.json": "bench_smollm2-135m_h200_fp32.json", "bench_tf32.json": "bench_smollm2-135m_h200_tf32.json",
          "bench_bf16.json": "bench_smollm2-135m_h200_bf16.json", "task_speedups_h200.csv": "task_speedups_h200.csv"}
 
@@ -69,6 +74,11 @@ def main(fetched: str) -> None:
             shutil.copytree(d, target / d.name)
         print(f"run logs {grid}: {len(kept)} unfinished kept")
     shutil.rmtree(work)
+    for small, large in BACKFILL.items():
+        if (results / large).is_dir():
+            out = subprocess.run([sys.executable, "-m", "dlzo", "sweep", f"experiments/{small}.yaml", "--adopt",
+                                  str(results / large), "--list", "--device", "cpu"], capture_output=True, text=True)
+            print(f"{small} <- {large}: " + (out.stdout.splitlines() or [out.stderr.strip()])[0])
 
 
 if __name__ == "__main__":

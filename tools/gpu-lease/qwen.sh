@@ -1,6 +1,6 @@
 # Background chain on the box (started by start.sh with setsid): Qwen2.5-0.5B every-layer SST-2 sweep, then
-# the Qwen main-results core (7 tasks x 4 methods x 3 seeds), then that core with the lr searched on dev, then
-# the full table (9 tasks x 8 methods x 3 seeds, main_qwen2.5-0.5b).
+# the Qwen main-results core (7 tasks x 4 methods x 3 seeds), then the full table (9 tasks x 8 methods x 3
+# seeds, main_qwen2.5-0.5b), which includes the core with the lr searched on dev (main_core_tuned_qwen2.5-0.5b).
 cd /root/code; source .gpu/env.sh; export PYTHONPATH=/root/code:/root/site
 F="--device cuda --cuda-graphs --paired-passes --tf32 --no-progress --keep-going"
 date; python3 -c "from dlzo.models import load_model; load_model('qwen2.5-0.5b', device='cpu', progress=False)"
@@ -10,10 +10,10 @@ date; python3 -c "from dlzo.models import load_model; load_model('qwen2.5-0.5b',
   --run-logs /root/logs/qsweep --parallel 3 --min-free-gb 14 $F; date; echo QWEN SWEEP DONE) &
 date; python3 -m dlzo sweep experiments/main_core_qwen2.5-0.5b.yaml --results /root/res/main_core_qwen2.5-0.5b \
   --run-logs /root/logs/qcore --parallel ${QWEN_WORKERS:-6} --min-free-gb 14 $F
-# then the same core with each method's lr searched on seed 0's dev score (adopting the core's runs; session 10)
-date; python3 -m dlzo sweep experiments/main_core_tuned_qwen2.5-0.5b.yaml --results /root/res/main_core_tuned_qwen2.5-0.5b \
-  --adopt /root/res/main_core_qwen2.5-0.5b --run-logs /root/logs/qtuned --parallel ${QWEN_WORKERS:-6} --min-free-gb 14 $F
-# then the nine-task, eight-method table on Qwen (adopting the tuned core's runs; session 11)
+# then the nine-task, eight-method table on Qwen. It holds every run of the tuned core (same run keys), whose
+# last 11 runs (10 of them cut off mid-way, their logs moved to main_qwen's run logs in session 12) it runs
+# itself: the cut-off runs resume first, then seed 0 of every cell, and no worker idles at the tuned core's
+# tail, as it would if that grid ran alone first. merge.py copies those rows back into the tuned core's table.
 date; python3 -m dlzo sweep experiments/main_qwen2.5-0.5b.yaml --results /root/res/main_qwen2.5-0.5b \
   --adopt /root/res/main_core_tuned_qwen2.5-0.5b --run-logs /root/logs/qmain --parallel ${QWEN_WORKERS:-6} --min-free-gb 14 $F
 wait; date; echo QWEN DONE
