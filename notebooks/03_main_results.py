@@ -35,10 +35,12 @@
 # * `experiments/main_core_qwen2.5-0.5b.yaml` — Qwen2.5-0.5B (dominant layer 2), the seven-task core,
 #   **complete (84 runs)**, one lr per method from its SST-2 probe (1e-5 single layer, 1e-6 full MeZO; TF32
 #   products).
-# * `experiments/main_core_tuned_qwen2.5-0.5b.yaml` — the same core with each method's lr picked on dev per
-#   task on seed 0 from {probe lr, 3× probe lr}, **94 of 105 runs**: it adopts the core's runs at the probe
-#   lr; seed 0's lr search is complete, seeds 1–2 of full MeZO on BoolQ, RTE and MultiRC (and a few others)
-#   are still coming.
+# * `experiments/main_qwen2.5-0.5b.yaml` — the full protocol on Qwen2.5-0.5B, as `main_smollm2`: nine tasks ×
+#   the eight methods × 3 seeds, each method's lr picked on dev per task on seed 0. **94 of 279 runs**, all of
+#   them the runs of `experiments/main_core_tuned_qwen2.5-0.5b.yaml` (the seven-task core with the lr picked
+#   from {probe lr, 3× probe lr}, itself holding the one-lr core's runs): so far zero-shot, full MeZO, dominant
+#   and random layer on the seven classification tasks; seeds 1–2 of full MeZO on BoolQ, RTE and MultiRC,
+#   the four other methods and SQuAD/DROP are still coming.
 #
 # The coverage tables say exactly which cells exist: every table is computed from the finished runs only,
 # and tasks missing a method are left out of the averages.
@@ -70,7 +72,7 @@ from dlzo.plotting import save_figure
 # %% tags=["parameters"]
 main_grids: list = ["experiments/main_core_smollm2.yaml", "experiments/main_smollm2.yaml",
                      "experiments/main_core_qwen2.5-0.5b.yaml",
-                     "experiments/main_core_tuned_qwen2.5-0.5b.yaml"]  # grid files, one section each
+                     "experiments/main_qwen2.5-0.5b.yaml"]  # grid files, one section each
 pooled_grids: list = ["experiments/main_core_smollm2.yaml",
                        "experiments/main_core_qwen2.5-0.5b.yaml"]  # of main_grids, one design, tested together
 device: str = ""  # empty picks cuda if available, else cpu
@@ -120,10 +122,11 @@ for name, (grid, table) in grids.items():
 tuned = {name: tuned_runs(table, on_seeds=grid.get("lr_search_seeds")) for name, (grid, table) in grids.items()}
 for name, table in tuned.items():
     grid = grids[name][0]
-    provisional = unfinished_searches(grid, grids[name][1])
+    lrs = chosen_lrs(table, unfinished_searches(grid, grids[name][1]))
     print(name)
-    print(chosen_lrs(table, provisional).to_string())
-    print("* the lr search has not run every lr of this cell yet: picked among those it has" if provisional else "",
+    print(lrs.to_string())
+    starred = lrs.map(lambda text: text.endswith("*")).to_numpy().any()
+    print("* the lr search has not run every lr of this cell yet: picked among those it has" if starred else "",
           end="\n\n")
 
 # %% [markdown]
@@ -244,8 +247,8 @@ display(PAPER_AVERAGES)
 # p (dominant > random) = 0.98: across both models the first outlier layer is, if anything, worse than a
 # random other layer.
 #
-# **Qwen2.5-0.5B with the lr tuned per task (`main_core_tuned_qwen2.5-0.5b`, 94 of 105 runs):** tuning does
-# not close the gap. Seed 0 ran both lrs on every cell; 3× the probe lr won only for COPA (full MeZO,
+# **Qwen2.5-0.5B with the lr tuned per task (`main_qwen2.5-0.5b`'s 94 runs so far: the tuned core, 94 of its
+# 105 runs):** tuning does not close the gap. Seed 0 ran both lrs on every cell; 3× the probe lr won only for COPA (full MeZO,
 # dominant), RTE (dominant), SST-2 (random layer) and WSC (full MeZO). Over the 14 (task, seed) pairs with
 # both methods, **dominant − full MeZO −2.3 points (95% CI −4.0 to −0.6), 2 wins / 3 ties / 9 losses,
 # one-sided p (dominant < full MeZO) = 0.015, two-sided 0.030**; dominant − random layer −0.4 over 19 pairs
