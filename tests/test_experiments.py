@@ -637,3 +637,23 @@ def test_cut_off_runs_are_the_run_logs_with_a_log(tmp_path, capsys):
                  "--device", "cpu", "--list"]) == 0
     out = capsys.readouterr().out
     assert "1 of the runs ready to run were cut off mid-way: they resume first" in out
+
+
+def test_sweep_tasks_runs_a_part_of_the_grid_with_the_same_keys(tmp_path, capsys):
+    from dlzo.cli import main
+    from dlzo.commands.sweep import only_tasks
+    from dlzo.experiments import grid_runs, load_grid
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text("name: g\nmodels: [m]\ntasks: [sst2, rte, squad]\nseeds: [0, 1]\nsteps: 5\n"
+                    "methods:\n  zero_shot: {}\n")
+    whole = load_grid(grid)
+    part = only_tasks(whole, "squad, sst2")
+    assert part["tasks"] == ["sst2", "squad"] and only_tasks(whole, None) is whole  # the grid's order
+    assert {r.key for r in grid_runs(part)} == {r.key for r in grid_runs(whole) if r.task != "rte"}
+    assert main(["sweep", str(grid), "--results", str(tmp_path / "r"), "--tasks", "rte", "--list",
+                 "--device", "cpu"]) == 0
+    assert "0 of 2 runs done" in capsys.readouterr().out
+    assert main(["sweep", str(grid), "--tasks", "rte,boolq", "--list", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --tasks boolq: not a task of grid 'g' (sst2, rte, squad); "
+                                               "name some of those.")

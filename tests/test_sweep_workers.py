@@ -34,7 +34,8 @@ def test_workers_get_every_setting_and_their_shard():
     assert "--no-loop-graphs" not in text
     assert "--no-loop-graphs" in worker_command(_args(loop_graphs=False), "results/g", 0, 2)
     assert "--keep-going" not in text and "--keep-going" in worker_command(_args(keep_going=True), "results/g", 0, 2)
-    assert "--claims" not in text
+    assert "--claims" not in text and "--tasks" not in text
+    assert "--tasks sst2,rte " in " ".join(worker_command(_args(tasks="sst2,rte"), "results/g", 0, 2))
     assert " --claims /tmp/c --shard 0/2" in " ".join(worker_command(_args(), "results/g", 0, 2, "/tmp/c"))
 
 

@@ -62,6 +62,9 @@ def add_parser(sub) -> None:
     p.add_argument("--keep-going", action="store_true",
                    help="a run that fails (other than running out of GPU memory, which is retried) is noted in "
                    "<results>/failed.jsonl and the sweep goes on; the exit status says how many failed")
+    p.add_argument("--tasks", default=None,
+                   help="comma-separated: run (or --list) only these tasks of the grid, e.g. the short ones first "
+                   "(same run keys, same results folder; the grid's lr search is per task anyway)")
     p.add_argument("--list", action="store_true",
                    help="only print how many runs are done and left, and a task x method table of what is left "
                    "(with lr_search_seeds: ready + held back until their lr search has finished)")
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from ..recipes import RunContext
 
     setup_torch(args)
-    grid = load_grid(args.grid)
+    grid = only_tasks(load_grid(args.grid), args.tasks)
     folder = args.results or str((repo_root() or Path(".")) / "results" / grid["name"])
     store = ResultsStore(folder)
     context = RunContext(device=args.device, dtype=args.dtype, data_dir=args.data_dir, progress=False,
@@ -169,6 +172,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def only_tasks(grid: dict, tasks: str | None) -> dict:
+    """The grid restricted to ``tasks`` (comma-separated names, ``--tasks``), in the grid's own task order."""
+    if not tasks:
+        return grid
+    names = [name.strip() for name in tasks.split(",") if name.strip()]
+    unknown = [name for name in names if name not in grid["tasks"]]
+    if unknown or not names:
+        raise DlzoError(f"--tasks {', '.join(unknown) or repr(tasks)}: not a task of grid {grid['name']!r} "
+                        f"({', '.join(grid['tasks'])}); name some of those.")
+    return {**grid, "tasks": [task for task in grid["tasks"] if task in names]}
+
+
 def cut_off_runs(run_logs: str | None) -> set[str]:
     """The keys of the runs with a log in ``run_logs`` (``<key>/log.jsonl``): runs a kill or a time limit cut off,
     which the sweep resumes before starting new ones (finished runs among them are skipped anyway)."""
@@ -217,7 +232,7 @@ def worker_command(args: argparse.Namespace, folder: str, index: int, count: int
             "--no-progress"]
     for flag, value in (("--device", args.device), ("--data-dir", args.data_dir), ("--threads", args.threads),
                         ("--time-budget", args.time_budget), ("--run-logs", args.run_logs),
-                        ("--min-free-gb", args.min_free_gb)):
+                        ("--min-free-gb", args.min_free_gb), ("--tasks", getattr(args, "tasks", None))):
         if value is not None:
             base += [flag, str(value)]
     base += [flag for flag, on in (("--cuda-graphs", args.cuda_graphs), ("--paired-passes", args.paired_passes),

@@ -14,6 +14,11 @@ date; python3 -m dlzo sweep experiments/main_core_qwen2.5-0.5b.yaml --results /r
 # last 11 runs (10 of them cut off mid-way, their logs moved to main_qwen's run logs in session 12) it runs
 # itself: the cut-off runs resume first, then seed 0 of every cell, and no worker idles at the tuned core's
 # tail, as it would if that grid ran alone first. merge.py copies those rows back into the tuned core's table.
-date; python3 -m dlzo sweep experiments/main_qwen2.5-0.5b.yaml --results /root/res/main_qwen2.5-0.5b \
+# The seven classification tasks first (--tasks: their 3-seed table before any SQuAD/DROP run, which takes far
+# longer), then SQuAD and DROP.
+CLS=sst2,copa,cb,wsc,rte,boolq,multirc
+date; python3 -m dlzo sweep experiments/main_qwen2.5-0.5b.yaml --results /root/res/main_qwen2.5-0.5b --tasks $CLS \
   --adopt /root/res/main_core_tuned_qwen2.5-0.5b --run-logs /root/logs/qmain --parallel ${QWEN_WORKERS:-6} --min-free-gb 14 $F
+date; python3 -m dlzo sweep experiments/main_qwen2.5-0.5b.yaml --results /root/res/main_qwen2.5-0.5b \
+  --run-logs /root/logs/qmain --parallel ${QWEN_WORKERS:-6} --min-free-gb 14 $F
 wait; date; echo QWEN DONE

@@ -3,24 +3,30 @@
 #   B: the ablations, the RTE/COPA controls, every layer with its own lr (SST-2), then the first-order
 #      every-layer sweep (SST-2)
 # SMOL_WORKERS workers in all (10 beside the Qwen chain on one GPU, 10 or 14 per GPU on an x2 box), SMOL_SHARE_A
-# percent of them for chain A (default 65: session 11 left main_smollm2 130 runs, many of them slow SQuAD/DROP;
-# chain B: the ablations are complete, controls 8 runs, per-layer lr 180, FO 95);
+# percent of them for chain A (default 80 since session 12, which left main_smollm2 123 runs: 78 short ones of
+# the classification tasks' seeds 1-2 and 45 of SQuAD/DROP; chain B: ablations and controls complete, per-layer
+# lr 180, FO 95);
 # SMOL_FLAGS e.g. --no-loop-graphs. With several GPUs visible, each --parallel sweep spreads its workers over them.
 cd /root/code; source .gpu/env.sh; export PYTHONPATH=/root/code:/root/site
-N=${SMOL_WORKERS:-10}; NA=$(( N * ${SMOL_SHARE_A:-65} / 100 )); NB=$(( N - NA ))
+N=${SMOL_WORKERS:-10}; NA=$(( N * ${SMOL_SHARE_A:-80} / 100 )); NB=$(( N - NA ))
+CLS=sst2,rte,cb,boolq,wsc,multirc,copa  # the main tables' classification tasks (short runs)
 G="--device cuda --cuda-graphs --paired-passes --no-progress --min-free-gb 6 --keep-going ${SMOL_FLAGS:-}"
 chain_a() {
   date; python3 -m dlzo sweep experiments/layer_sweep_smollm2.yaml --results /root/res/layer_sweep_smollm2 \
     --run-logs /root/logs/lsweep --parallel $NA $G
-  date; python3 -m dlzo sweep experiments/main_smollm2.yaml --results /root/res/main_smollm2 \
+  # the seven classification tasks first (session 12: their seeds 1-2 are short runs that complete the 3-seed
+  # table, while SQuAD/DROP runs take 15-40 min each under a full lease's load), then SQuAD and DROP
+  date; python3 -m dlzo sweep experiments/main_smollm2.yaml --results /root/res/main_smollm2 --tasks $CLS \
     --adopt /root/res/main_core_smollm2 --run-logs /root/logs/main --parallel $NA $G
+  date; python3 -m dlzo sweep experiments/main_smollm2.yaml --results /root/res/main_smollm2 \
+    --run-logs /root/logs/main --parallel $NA $G
   date; echo CHAIN A DONE
 }
 chain_b() {
   date; python3 -m dlzo sweep experiments/ablations_smollm2.yaml --results /root/res/ablations_smollm2 \
     --run-logs /root/logs/abl --parallel $NB $G
   date; python3 -m dlzo sweep experiments/controls_smollm2.yaml --results /root/res/controls_smollm2 \
-    --parallel $NB $G  # the RTE single-layer controls (8 runs left after session 11)
+    --parallel $NB $G  # the RTE/COPA controls (complete since session 12)
   # every layer with its own lr before the rest of the FO sweep (session 11): it separates step size from signal
   date; python3 -m dlzo sweep experiments/layer_lr_sweep_smollm2.yaml --results /root/res/layer_lr_sweep_smollm2 \
     --adopt /root/res/layer_sweep_smollm2 --run-logs /root/logs/lrsweep --parallel $NB $G
