@@ -6,18 +6,19 @@ rm -rf /root/code; cp -r $PWD /root/code; cd /root/code  # the code as of this c
 grep -E "^(dominant|published|dlzo_full|fo_)" /root/bench.log
 NGPU=$(nvidia-smi -L | wc -l)
 if [ -f /root/cache/gguf/qwen2.5-0.5b.gguf ] && [ "$NGPU" -ge 2 ]; then
-  # x2 box: Qwen on GPU 0 only; SmolLM2 round-robin over both GPUs (dlzo sweep --parallel does that), so GPU 0
-  # fills with SmolLM2 runs once the last Qwen runs end (session 11: the Qwen core is complete; the tuned grid has 52 runs left).
-  # Memory on GPU 0: 7 Qwen workers (6-12 GB each) + 10 SmolLM2 workers (3-4.5 GB) stay under ~130 GB.
-  (CUDA_VISIBLE_DEVICES=0 QWEN_WORKERS=${QWEN_WORKERS:-7} setsid nohup bash .gpu/qwen.sh > /root/qwen.log 2>&1 < /dev/null &)
-  export SMOL_WORKERS=${SMOL_WORKERS:-$(( 10 * NGPU ))}
+  # x2 box (default since session 12): Qwen alone on GPU 0 with 10 workers (6-12 GB each), SmolLM2 on the other
+  # GPUs with 14 workers each (SMOL_GPUS). Session 12 measured it: 41 Qwen rows in ~25 min of sweeps against
+  # session 11's 20 (7 Qwen workers sharing GPU 0 with 10 SmolLM2 ones), GPU 0 110-130 GB, GPU 1 up to 139 GB.
+  # The Qwen table has ~185 runs left, so GPU 0 will not idle; once it is done, SMOL_GPUS=0,1 gives SmolLM2 both.
+  (CUDA_VISIBLE_DEVICES=0 QWEN_WORKERS=${QWEN_WORKERS:-10} setsid nohup bash .gpu/qwen.sh > /root/qwen.log 2>&1 < /dev/null &)
+  export SMOL_GPUS=${SMOL_GPUS:-$(seq -s, 1 $(( NGPU - 1 )))}
+  export SMOL_WORKERS=${SMOL_WORKERS:-$(( 14 * (NGPU - 1) ))}
 elif [ -f /root/cache/gguf/qwen2.5-0.5b.gguf ]; then
   (setsid nohup bash .gpu/qwen.sh > /root/qwen.log 2>&1 < /dev/null &)
 else
   export SMOL_WORKERS=${SMOL_WORKERS:-$(( 14 * NGPU ))}  # every GPU for SmolLM2 (x2 box: 28)
 fi
-# SMOL_GPUS (e.g. 1) keeps SmolLM2 off the Qwen GPU: session 12 gave Qwen GPU 0 alone (QWEN_WORKERS=10) and
-# SmolLM2 GPU 1 (SMOL_WORKERS=14), since the nine-task Qwen table had no runs of its own yet
+# SMOL_GPUS (e.g. 1, or 0,1) is the GPUs SmolLM2's workers go round-robin over (default: every GPU but the Qwen one)
 if [ -n "${SMOL_GPUS:-}" ]; then export CUDA_VISIBLE_DEVICES=$SMOL_GPUS; fi
 (setsid nohup bash .gpu/smol.sh > /root/smol.log 2>&1 < /dev/null &)
 sleep 45; tail -n 3 /root/*.log; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
