@@ -1,11 +1,11 @@
 # Background chains on the box (started by start.sh with setsid), side by side:
 #   A: the ZO every-layer sweep (SST-2, COPA, RTE), then the main table (main_smollm2, adopting main_core's runs)
-#   B: the ablations, the RTE/COPA controls, every layer with its own lr (SST-2), then the first-order
-#      every-layer sweep (SST-2)
+#   B: the ablations, the RTE/COPA controls, the first-order every-layer sweep (SST-2), then every layer with
+#      its own lr (SST-2)
 # SMOL_WORKERS workers in all (10 beside the Qwen chain on one GPU, 10 or 14 per GPU on an x2 box), SMOL_SHARE_A
 # percent of them for chain A (default 80 since session 12, which left main_smollm2 123 runs: 78 short ones of
-# the classification tasks' seeds 1-2 and 45 of SQuAD/DROP; chain B: ablations and controls complete, per-layer
-# lr 180, FO 95);
+# the classification tasks' seeds 1-2 and 45 of SQuAD/DROP; chain B: ablations and controls complete, FO 95,
+# per-layer lr 180);
 # SMOL_FLAGS e.g. --no-loop-graphs. With several GPUs visible, each --parallel sweep spreads its workers over them.
 cd /root/code; source .gpu/env.sh; export PYTHONPATH=/root/code:/root/site
 N=${SMOL_WORKERS:-10}; NA=$(( N * ${SMOL_SHARE_A:-80} / 100 )); NB=$(( N - NA ))
@@ -27,11 +27,13 @@ chain_b() {
     --run-logs /root/logs/abl --parallel $NB $G
   date; python3 -m dlzo sweep experiments/controls_smollm2.yaml --results /root/res/controls_smollm2 \
     --parallel $NB $G  # the RTE/COPA controls (complete since session 12)
-  # every layer with its own lr before the rest of the FO sweep (session 11): it separates step size from signal
-  date; python3 -m dlzo sweep experiments/layer_lr_sweep_smollm2.yaml --results /root/res/layer_lr_sweep_smollm2 \
-    --adopt /root/res/layer_sweep_smollm2 --run-logs /root/logs/lrsweep --parallel $NB $G
+  # the first-order every-layer sweep's seeds 1-2 (95 runs, ~200 s each under load) before every layer with its
+  # own lr (180 runs): session 12 put it back first, as notebook 02's FO-vs-ZO comparison is on issue #6's list
+  # and needs its 3 seeds, while the per-layer lr sweep is this project's own follow-up
   date; python3 -m dlzo sweep experiments/fo_layer_sweep_smollm2.yaml --results /root/res/fo_layer_sweep_smollm2 \
     --parallel $NB --device cuda --no-progress --min-free-gb 6 --keep-going
+  date; python3 -m dlzo sweep experiments/layer_lr_sweep_smollm2.yaml --results /root/res/layer_lr_sweep_smollm2 \
+    --adopt /root/res/layer_sweep_smollm2 --run-logs /root/logs/lrsweep --parallel $NB $G
   date; echo CHAIN B DONE
 }
 chain_a > /root/smol_a.log 2>&1 &
