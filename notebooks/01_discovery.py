@@ -215,9 +215,11 @@ for name, (_, runs, strict, _) in sweeps.items():
 # layer, a random non-dominant layer per seed, full MeZO and zero-shot, 3 seeds, lr 1e-3 (single layers) and
 # 1e-5 (full MeZO). On RTE every method ends within seed noise of zero-shot's 46.6 (layer 11 48.9 ± 2.9, the
 # highest; full MeZO 43.9 ± 1.6, the lowest); on COPA layer 11 is the lowest (58.0 ± 1.0, below zero-shot's
-# 61.0 in 3 of 3 seeds) and full MeZO (63.7) and a random layer (63.3) the highest. The RTE runs of layers 11
-# and 2 ran again here, in another lease: all 6 reproduce the every-layer sweep's test scores, 5 of them bit for
-# bit in every logged loss (layer 11 seed 0's dev and test losses differ in the fifth digit, dev score 53.2 vs 53.4).
+# 61.0 in 3 of 3 seeds) and full MeZO (63.7) and a random layer (63.3) the highest. Its RTE runs of layers 11
+# and 2 are runs of their own (other run keys than the every-layer sweep's, other leases), and all 6 reproduce
+# the sweep's test scores: the 5 made with the same CUDA-graph setting bit for bit in every loss and score; the
+# sixth (layer 11, seed 0) is an older row, run before CUDA graphs existed, with eager forwards on unpadded
+# batches, whose float rounding differs (README): its losses differ in the fifth digit (dev score 53.2 vs 53.4).
 
 # %%
 _, controls = grid_results(controls_grid)
