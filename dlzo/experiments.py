@@ -431,10 +431,10 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
 
     ``run_fn(config) -> dict`` returns the run's metrics; the stored row is config + metrics + key (in
     ``shard-<i>.jsonl``). Runs go seed by seed (stable within a seed), so a sweep stopped early leaves whole
-    seeds finished rather than every seed of a few layers; the runs whose keys are in ``first`` (a sweep's runs
-    cut off mid-way, which resume from their run logs) go before all others, so started work lands first and
-    no worker is left resuming a long run alone at the end of the sweep. Without ``claims``, shard ``(i, n)`` takes every
-    n-th run of that order. With ``claims`` (a folder shared by the workers of one sweep, as
+    seeds finished rather than every seed of a few layers; the runs whose keys are in ``first`` (a sweep's
+    runs cut off mid-way, which resume from their run logs) go before all others, so started work lands first
+    and no worker is left resuming a long run alone at the end of the sweep. Without ``claims``, shard
+    ``(i, n)`` takes every n-th run of that order. With ``claims`` (a folder shared by the workers of one sweep, as
     ``dlzo sweep --parallel`` does), every worker walks the whole order and runs whatever no worker has
     claimed yet, so no worker idles while another still has a queue.
 

@@ -143,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         plan = plan_lr_search(runs, search_seeds, rows)
         done = {row["key"] for row in rows if "key" in row}
         print(list_line(grid["name"], plan, done, search_seeds, len(runs), folder))
-        resumed = sum(r.key in cut_off_runs(args.run_logs) and r.key not in done for r in plan.ready)
+        cut_off = cut_off_runs(args.run_logs)
+        resumed = sum(r.key in cut_off and r.key not in done for r in plan.ready)
         if resumed:
             print(f"{resumed} of the runs ready to run were cut off mid-way: they resume first, from their logs in "
                   f"{args.run_logs}")
