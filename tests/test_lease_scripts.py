@@ -18,7 +18,8 @@ LEASE = ROOT / "tools" / "gpu-lease"
 
 def sweep_commands(script: Path) -> list[list[str]]:
     """The argument lists of the script's ``python3 -m dlzo sweep`` commands, its shell variables expanded
-    (``NAME="..."`` / ``NAME=...`` assignments of the script; ``${NAME:-default}`` to the default)."""
+    (``NAME="..."`` / ``NAME=...`` assignments that start a line; ``${NAME:-default}`` to the default; any other
+    variable, e.g. a worker count computed with ``$((...))``, to 2)."""
     text = script.read_text().replace("\\\n", " ")  # continuation lines joined
     variables = {}
     for name, quoted, bare in re.findall(r'^\s*(\w+)=(?:"([^"]*)"|(\S+))', text, flags=re.M):
@@ -26,7 +27,6 @@ def sweep_commands(script: Path) -> list[list[str]]:
 
     def expand(words: str) -> str:
         words = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: variables.get(m[1], m[2]), words)
-        words = re.sub(r"\$\(\([^)]*\)\)", "2", words)  # arithmetic: a worker count
         return re.sub(r"\$(\w+)", lambda m: expand(variables.get(m[1], "2")), words)
 
     commands = []
