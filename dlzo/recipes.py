@@ -23,7 +23,10 @@ Method names (``RunConfig.method``) and their options:
 
 Options every method takes: ``num_train``, ``num_dev``, ``num_test`` (sample sizes; MeZO's by default),
 ``dominant_layer`` (skip profiling), ``rule`` (``strict`` | ``loose`` outlier rule for "dominant"),
-``optimizer`` (ZO optimizer name), ``recipe`` (the method recipe when the grid label differs).
+``optimizer`` (ZO optimizer name), ``recipe`` (the method recipe when the grid label differs), ``epochs``
+(train this many passes over the task's training set and evaluate once per pass, in place of the run's
+``steps`` and ``eval_every``: MeZO's first-order protocol, 5 epochs with an evaluation per epoch, which
+gives CB, COPA and WSC, with fewer than 1000 training examples, fewer steps).
 """
 
 from __future__ import annotations
@@ -82,6 +85,19 @@ def with_recipe_defaults(methods: dict[str, dict]) -> dict[str, dict]:
             spec.setdefault("eps", recipe.eps)
         filled[label] = spec
     return filled
+
+
+def epoch_schedule(epochs, num_train: int, batch_size: int) -> tuple[int, int]:
+    """``(steps, eval_every)`` of a run given in epochs: ``epochs`` passes over ``num_train`` examples at
+    ``batch_size`` (the batch sampler drops an epoch's last partial batch), evaluated after each pass — the
+    HF Trainer's ``--num_train_epochs N --evaluation_strategy epoch`` of MeZO's first-order runs."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise DlzoError(f"epochs={epochs!r} must be a positive whole number of passes over the training set.")
+    per_epoch = num_train // batch_size
+    if per_epoch < 1:
+        raise DlzoError(f"{num_train} training examples do not fill one batch of {batch_size}; lower the batch "
+                        "size or raise num_train.")
+    return epochs * per_epoch, per_epoch
 
 
 def method(name: str) -> Method:
@@ -219,9 +235,12 @@ class RunContext:
         train_time = 0.0
         if selection is not None:
             loss_fn = make_loss_fn(model, tokenizer, task)
-            eval_every = config.eval_every if config.eval_every else None
+            steps, eval_every = config.steps, (config.eval_every or None)
+            if options.get("epochs") is not None:
+                steps, eval_every = epoch_schedule(options["epochs"], len(data.train), config.batch_size)
+            row.update({"train_steps": steps, "eval_every_steps": eval_every})
             if recipe.trainer == "zo":
-                zo = ZOConfig(steps=config.steps, lr=config.lr, eps=config.eps, batch_size=config.batch_size,
+                zo = ZOConfig(steps=steps, lr=config.lr, eps=config.eps, batch_size=config.batch_size,
                               seed=config.seed, eval_every=eval_every, optimizer=options.get("optimizer", "sgd"),
                               cuda_graphs=self.cuda_graphs, paired_passes=self.paired_passes,
                               loop_graphs=self.loop_graphs)
@@ -230,7 +249,7 @@ class RunContext:
                                tokenizer=tokenizer, dominant_layer=dominant, out_dir=out, resume=True,
                                checkpoints=False)
             else:
-                fo = FOConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
+                fo = FOConfig(steps=steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
                               eval_every=eval_every)
                 result = train_first_order(model, selection, loss_fn, data.train, fo, eval_fn=eval_fn,
                                            progress=self.progress, tokenizer=tokenizer, dominant_layer=dominant)

@@ -36,6 +36,9 @@ def test_train_resume_and_first_order(setup, capsys):
     steps = [r["step"] for r in read_log(out / "log.jsonl") if r["type"] == "step"]
     assert steps == list(range(1, 10))
     assert main(args(setup, setup / "fo", "--select", "1", "--method", "fo", "--steps", "3")) == 0
+    assert main(args(setup, setup / "fo_epochs", "--select", "1", "--method", "fo", "--epochs", "2")) == 0
+    fo_evals = json.loads((setup / "fo_epochs" / "result.json").read_text())["evals"]
+    assert [e["step"] for e in fo_evals] == [0, 8, 16]  # 32 examples at batch 4: 8 steps an epoch, eval after each
     assert main(args(setup, setup / "lora", "--select", "all", "--lora-r", "2", "--steps", "2")) == 0
     assert main(args(setup, setup / "paired", "--select", "2", "--steps", "2", "--paired-passes", "--cuda-graphs")) == 0
     header = read_log(setup / "paired" / "log.jsonl")[0]
@@ -52,6 +55,7 @@ def test_train_resume_and_first_order(setup, capsys):
         (["--select", "1", "--modules", "ffn"], "Unknown module group 'ffn'"),
         (["--task", "rtee"], "Unknown task 'rtee'"),
         (["--select", "1", "--lr", "-1"], "learning rate"),
+        (["--select", "1", "--epochs", "0"], "positive whole number of passes"),
     ],
 )
 def test_train_errors_are_one_sentence(setup, capsys, extra, match):

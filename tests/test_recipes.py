@@ -8,7 +8,7 @@ import transformers
 
 from dlzo.errors import DlzoError
 from dlzo.experiments import ResultsStore, expand_grid, run_grid
-from dlzo.recipes import METHODS, RunContext, build_selection, random_layer
+from dlzo.recipes import METHODS, RunContext, build_selection, epoch_schedule, random_layer
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,28 @@ def test_grid_cells_run_end_to_end(tiny_dir, tmp_path):
     assert (table["num_parameters"] > 0).sum() == 6
     zero = table.loc[("sst2", "zero_shot")]
     assert zero["dev_score"] == table.loc[("sst2", "dominant"), "zero_shot_dev_score"]
+
+
+def test_epoch_schedule_is_mezo_first_order_protocol():
+    assert epoch_schedule(5, 1000, 8) == (625, 125)  # 5 epochs of 1000 examples, a dev evaluation per epoch
+    assert epoch_schedule(5, 150, 8) == (90, 18)  # CB's 150 training examples: the last partial batch dropped
+    for bad in (0, -1, 2.5, True, "5"):
+        with pytest.raises(DlzoError, match="positive whole number"):
+            epoch_schedule(bad, 1000, 8)
+    with pytest.raises(DlzoError, match="do not fill one batch of 8"):
+        epoch_schedule(5, 7, 8)
+
+
+@pytest.mark.real_model
+def test_a_cell_given_in_epochs_trains_and_evaluates_per_epoch(tiny_dir, tmp_path):
+    options = {"num_train": 32, "num_dev": 16, "num_test": 16, "dominant_layer": 2, "epochs": 3}
+    runs = expand_grid([tiny_dir], ["sst2"], {"fo_full": {**options, "lr": 1e-4}}, seeds=[0], steps=1000,
+                       batch_size=8, eval_every=500)
+    store = ResultsStore(tmp_path / "sweep")
+    assert run_grid(runs, store, RunContext(device="cpu").run, progress=False)["ran"] == 1
+    row = store.table().iloc[0]
+    assert (row["train_steps"], row["eval_every_steps"]) == (12, 4)  # 3 epochs of 32 // 8 batches, not 1000/500
+    assert row["best_step"] in (0, 4, 8, 12)
 
 
 def test_grid_methods_default_to_their_recipe_lr_grid_and_eps():

@@ -62,6 +62,9 @@ def add_parser(sub) -> None:
     opt.add_argument("--directions", type=int, default=1, help="ZO directions averaged per step (default 1)")
     opt.add_argument("--one-sided", action="store_true", help="one-sided difference (L(θ+εz) - L(θ)) / ε")
     opt.add_argument("--eval-every", type=int, default=None, help="evaluate on dev every N steps (and at the end)")
+    opt.add_argument("--epochs", type=int, default=None,
+                     help="train this many passes over the training set with a dev evaluation after each, in place "
+                     "of --steps and --eval-every (MeZO's first-order runs: --method fo --batch-size 8 --epochs 5)")
     opt.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every N steps (default: at evals)")
     opt.add_argument("--best-by", choices=["loss", "score"], default="loss",
                      help="keep the parameters with the lowest dev loss (default) or the highest dev score")
@@ -128,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
         rank, _world, device = init_from_env()
     data = load_task_data(args.task, seed=args.seed, data_dir=args.data_dir, num_train=args.num_train,
                           num_dev=args.num_dev, num_test=args.num_test)
+    if args.epochs is not None:
+        from ..recipes import epoch_schedule
+
+        config.steps, config.eval_every = epoch_schedule(args.epochs, len(data.train), args.batch_size)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=device, progress=args.progress)
     selected = selection.apply(model, tokenizer)
     say = (lambda *a, **k: print(*a, **k)) if rank == 0 else (lambda *a, **k: None)
