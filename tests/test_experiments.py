@@ -249,6 +249,11 @@ def test_every_committed_grid_expands_and_builds_its_selections(path):
         recipe = options.get("recipe", run.method)
         assert method(recipe).name == recipe
         build_selection(recipe, options, dominant=11, n_layers=30, seed=run.seed)
+        if method(recipe).trainer == "fo":  # MeZO's FO protocol: a dev evaluation after every epoch (1000 examples)
+            per_epoch = 1000 // run.batch_size
+            assert options.get("epochs") or run.eval_every <= per_epoch, (
+                f"{path.name}: {run.method} on {run.task} evaluates every {run.eval_every} steps, an epoch is "
+                f"{per_epoch}; give it epochs: 5")
 
 
 def test_a_grid_adopts_the_finished_runs_it_shares_with_another_grid(tmp_path):
