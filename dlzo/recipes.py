@@ -91,12 +91,11 @@ def epoch_schedule(epochs, num_train: int, batch_size: int) -> tuple[int, int]:
     """``(steps, eval_every)`` of a run given in epochs: ``epochs`` passes over ``num_train`` examples at
     ``batch_size`` (the batch sampler drops an epoch's last partial batch), evaluated after each pass — the
     HF Trainer's ``--num_train_epochs N --evaluation_strategy epoch`` of MeZO's first-order runs."""
+    from .training import BatchSampler
+
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise DlzoError(f"epochs={epochs!r} must be a positive whole number of passes over the training set.")
-    per_epoch = num_train // batch_size
-    if per_epoch < 1:
-        raise DlzoError(f"{num_train} training examples do not fill one batch of {batch_size}; lower the batch "
-                        "size or raise num_train.")
+    per_epoch = BatchSampler.batches_per_epoch(num_train, batch_size)
     return epochs * per_epoch, per_epoch
 
 

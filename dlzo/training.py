@@ -141,14 +141,20 @@ class BatchSampler:
     """Batches of example indices: epochs of a permutation from the run's generator, last partial batch dropped."""
 
     def __init__(self, num_examples: int, batch_size: int, rng: np.random.Generator):
+        self.batches_per_epoch(num_examples, batch_size)
+        self.num_examples, self.batch_size, self.rng = num_examples, batch_size, rng
+        self.order = np.empty(0, dtype=np.int64)
+        self.cursor = 0
+
+    @staticmethod
+    def batches_per_epoch(num_examples: int, batch_size: int) -> int:
+        """Full batches in one pass over ``num_examples`` (the last partial batch is dropped); at least one."""
         if num_examples < batch_size:
             raise DlzoError(
                 f"The training set has {num_examples} examples, fewer than one batch of {batch_size}; "
                 "lower the batch size or add examples."
             )
-        self.num_examples, self.batch_size, self.rng = num_examples, batch_size, rng
-        self.order = np.empty(0, dtype=np.int64)
-        self.cursor = 0
+        return num_examples // batch_size
 
     def next(self) -> list[int]:
         if self.cursor + self.batch_size > len(self.order):

@@ -73,7 +73,7 @@ def test_epoch_schedule_is_mezo_first_order_protocol():
     for bad in (0, -1, 2.5, True, "5"):
         with pytest.raises(DlzoError, match="positive whole number"):
             epoch_schedule(bad, 1000, 8)
-    with pytest.raises(DlzoError, match="do not fill one batch of 8"):
+    with pytest.raises(DlzoError, match="7 examples, fewer than one batch of 8"):
         epoch_schedule(5, 7, 8)
 
 
