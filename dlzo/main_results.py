@@ -11,10 +11,14 @@ The paper's main claim is a comparison of averages over nine tasks; ours is made
   random layer", per task and pooled over tasks (Wilcoxon signed-rank, bootstrap CI of the mean
   difference; :func:`dlzo.stats.paired_comparison`);
 * :func:`pooled_claims` — the same tests pooled over grids of one design (e.g. two models);
+* :func:`step_zero_picks` — the trained runs whose lowest-dev-loss checkpoint was the untouched model (they
+  report zero-shot), and, where a row carries its ``dev_curve``, whether a later checkpoint scored higher;
 * :data:`PAPER_AVERAGES` — the paper's nine-task averages (LLaMA2-7B, Qwen3-8B), shown for context only.
 """
 
 from __future__ import annotations
+
+import json
 
 import pandas as pd
 
@@ -147,3 +151,27 @@ def coverage(table: pd.DataFrame, grid_runs: list) -> pd.DataFrame:
     rows = [{"task": r.task, "method": r.method, "done": r.key in done} for r in grid_runs]
     counts = pd.DataFrame(rows).groupby(["task", "method"])["done"].agg(done="sum", planned="count")
     return counts.reset_index()
+
+
+def step_zero_picks(table: pd.DataFrame) -> pd.DataFrame:
+    """Per method: how many trained runs (lr > 0) kept their step-0 weights because step 0 had the lowest dev
+    loss (MeZO's checkpoint rule), so that their test score is the zero-shot one. Of those whose row has a
+    ``dev_curve`` (rows since session 14), ``higher_later`` counts the runs where a later checkpoint had a
+    higher dev score than step 0 — the model grew confidently right (loss up, accuracy up), the over-confidence
+    that made MeZO's first-order protocol evaluate once per epoch. Reads every run (all lrs of a search)."""
+    columns = ["method", "trained", "step_zero", "with_curve", "higher_later"]
+    if "best_step" not in table or "lr" not in table:
+        return pd.DataFrame(columns=columns)
+    trained = table[table["lr"].fillna(0) > 0]
+    curves = trained["dev_curve"] if "dev_curve" in trained else pd.Series(None, index=trained.index)
+    rows = []
+    for method, part in trained.groupby("method", sort=False):
+        kept = part[part["best_step"] == 0]
+        curved = [json.loads(c) for c in curves.loc[kept.index] if isinstance(c, str)]
+        start = [dict((step, score) for step, _, score in curve).get(0) for curve in curved]
+        higher = sum(any(score > first for step, _, score in curve if step > 0)
+                     for curve, first in zip(curved, start, strict=True) if first is not None)
+        rows.append({"method": method, "trained": len(part), "step_zero": len(kept), "with_curve": len(curved),
+                     "higher_later": higher})
+    out = pd.DataFrame(rows, columns=columns)
+    return out.set_index("method").reindex(ordered_methods(out["method"])).reset_index()

@@ -262,6 +262,7 @@ class RunContext:
                 "dev_score": (result.best or {}).get("score"),
                 "zero_shot_dev_loss": (result.zero_shot or {}).get("loss"),
                 "zero_shot_dev_score": (result.zero_shot or {}).get("score"),
+                "dev_curve": dev_curve(result.evals),
                 "refused_steps": result.refused_steps,
                 "step_time_ms": float(np.median(step_times) * 1000) if step_times else None,
             })
@@ -276,6 +277,13 @@ class RunContext:
         if self.device.startswith("cuda"):
             free_device_memory()  # the trained copy can sit in reference cycles (loss closures, graph runners)
         return row
+
+
+def dev_curve(evals: list[dict]) -> str:
+    """Every dev evaluation of a run as JSON ``[[step, loss, score], ...]``: the table then shows why the
+    lowest-dev-loss checkpoint won (e.g. a model that grew confidently right, dev loss up and accuracy up,
+    loses to step 0), not only which one did."""
+    return json.dumps([[e["step"], round(float(e["loss"]), 6), round(float(e["score"]), 4)] for e in evals])
 
 
 def json_list(values) -> str:

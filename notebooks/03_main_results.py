@@ -67,6 +67,7 @@ from dlzo.main_results import (
     method_table,
     ordered_methods,
     pooled_claims,
+    step_zero_picks,
     tuned_runs,
     unfinished_searches,
 )
@@ -147,6 +148,19 @@ for name, table in tuned.items():
     numbers, text = method_table(table, methods)
     print(name)
     print(text.to_string(), end="\n\n")
+
+# %% [markdown]
+# ## Where the checkpoint rule kept the untouched model
+# Each run keeps its lowest-dev-loss checkpoint (MeZO's rule), so a run whose step 0 had the lowest dev loss
+# reports the zero-shot score. Counted over every trained run of each grid (all lrs, before the lr pick):
+# `step_zero` such runs; for rows that record their `dev_curve` (since session 14), `higher_later` the ones
+# where a later checkpoint had a *higher* dev score — grown confidently right, as first-order AdamW does
+# within an epoch or two, which is why the first-order runs are evaluated once per epoch.
+
+# %% tags=["nbval-check-output"]
+for name, (_grid, table) in grids.items():
+    print(name)
+    print(step_zero_picks(table).to_string(index=False), end="\n\n")
 
 # %% [markdown]
 # ## The claims, tested by seed

@@ -14,6 +14,7 @@ from dlzo.main_results import (
     method_table,
     ordered_methods,
     pooled_claims,
+    step_zero_picks,
     tuned_runs,
 )
 
@@ -182,3 +183,21 @@ def test_pooled_claims_pair_every_model_task_and_seed_of_all_grids():
 def test_ordered_methods_puts_the_papers_methods_first_then_the_rest_as_given():
     assert ordered_methods(["random_layer", "my_variant", "dominant", "zero_shot", "another"]) == [
         "zero_shot", "dominant", "random_layer", "my_variant", "another"]
+
+
+def test_step_zero_picks_counts_runs_that_kept_the_untouched_model_and_why():
+    rows = [  # lr 0: zero-shot, not a trained run; rows before session 14 have no dev_curve
+        {"model": "m", "task": "sst2", "method": "zero_shot", "seed": 0, "lr": 0.0, "best_step": None},
+        {"model": "m", "task": "sst2", "method": "fo_full", "seed": 0, "lr": 1e-5, "best_step": 0,
+         "dev_curve": "[[0, 0.95, 58.8], [125, 0.56, 83.8], [250, 0.96, 85.0]]"},  # confidently right: loss up, acc up
+        {"model": "m", "task": "sst2", "method": "fo_full", "seed": 1, "lr": 1e-5, "best_step": 125,
+         "dev_curve": "[[0, 0.95, 58.8], [125, 0.56, 83.8]]"},
+        {"model": "m", "task": "sst2", "method": "mezo_full", "seed": 0, "lr": 1e-6, "best_step": 0,
+         "dev_curve": "[[0, 0.70, 60.0], [500, 0.72, 59.0]]"},  # worse on both: step 0 rightly kept
+        {"model": "m", "task": "sst2", "method": "mezo_full", "seed": 1, "lr": 1e-6, "best_step": 0},
+    ]
+    picks = step_zero_picks(pd.DataFrame(rows)).set_index("method")
+    assert list(picks.index) == ["fo_full", "mezo_full"]  # the table's method order; zero-shot is not trained
+    assert picks.loc["fo_full"].to_dict() == {"trained": 2, "step_zero": 1, "with_curve": 1, "higher_later": 1}
+    assert picks.loc["mezo_full"].to_dict() == {"trained": 2, "step_zero": 2, "with_curve": 1, "higher_later": 0}
+    assert step_zero_picks(pd.DataFrame(rows).drop(columns="best_step")).empty

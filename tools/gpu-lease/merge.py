@@ -1,9 +1,11 @@
 """Bring a lease's results home: rows of /root/res/<grid>/shard-*.jsonl merged into results/<grid>/shard-0.jsonl by
 run key (committed rows win), the logs of unfinished runs into results/run_logs/<grid>/<key>/ (finished runs'
-logs dropped), the bench files into results/bench/; then the rows of BACKFILL's larger grids are copied into the
-smaller grids they contain (needs dlzo importable: the project's venv). Run from the repository root:
+logs dropped), the bench files into results/bench/; rows without a ``dev_curve`` (those before session 14) get
+it from their finished run's log when the lease brought one; then the rows of BACKFILL's larger grids are copied
+into the smaller grids they contain (needs dlzo importable: the project's venv). Run from the repository root:
 
     python3 tools/gpu-lease/merge.py /work/.device/<n>      # the folder holding res.tgz and logs.tgz
+    python3 tools/gpu-lease/merge.py --curves-only /work/.device/<n>   # an older lease's logs: dev curves only
 """
 import json
 import shutil
@@ -35,12 +37,55 @@ def rows_of(folder: Path) -> dict:
     return rows
 
 
-def main(fetched: str) -> None:
+def logged_curve(log: Path) -> tuple[str, int | None] | None:
+    """``(dev_curve, best_step)`` of a finished run's log (None while it has no end record)."""
+    from dlzo.recipes import dev_curve
+
+    records = []
+    for line in log.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            return None  # torn by the tar of a running sweep
+    end = next((r for r in records if r.get("type") == "end"), None)
+    if end is None:
+        return None
+    evals = {r["step"]: r for r in records if r.get("type") == "eval"}  # a resumed run may log a step twice
+    return dev_curve([evals[step] for step in sorted(evals)]), end.get("best_step")
+
+
+def backfill_curves(logs: Path, results: Path) -> None:
+    """Add ``dev_curve`` to committed rows that lack it, from the finished runs' logs under ``logs``."""
+    for short, grid in LOG_DIRS.items():
+        shards = sorted((results / grid).glob("shard-*.jsonl"))
+        if not (logs / short).is_dir() or not shards:
+            continue
+        added = 0
+        for shard in shards:
+            rows = [json.loads(line) for line in shard.read_text().splitlines()]
+            for row in rows:
+                log = logs / short / row["key"] / "log.jsonl"
+                if row.get("dev_curve") or row.get("best_step") is None or not log.is_file():
+                    continue
+                found = logged_curve(log)
+                if found and found[1] == row["best_step"]:  # the log of this very run
+                    row["dev_curve"] = found[0]
+                    added += 1
+            if any("dev_curve" in r for r in rows):
+                shard.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        print(f"dev curves {grid}: {added} rows filled from run logs")
+
+
+def main(fetched: str, curves_only: bool = False) -> None:
     work = Path(tempfile.mkdtemp())
     for name in ("res.tgz", "logs.tgz"):
         with tarfile.open(Path(fetched) / name) as archive:
             archive.extractall(work, filter="data")
     results = Path("results")
+    if curves_only:
+        backfill_curves(work / "logs", results)
+        shutil.rmtree(work)
+        return
     for folder in sorted((work / "res").iterdir()):
         if folder.is_dir():
             mine = results / folder.name
@@ -72,6 +117,7 @@ def main(fetched: str) -> None:
         for d in kept:
             shutil.copytree(d, target / d.name)
         print(f"run logs {grid}: {len(kept)} unfinished kept")
+    backfill_curves(work / "logs", results)
     shutil.rmtree(work)
     for small, large in BACKFILL.items():
         if (results / large).is_dir():
@@ -81,4 +127,4 @@ def main(fetched: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[-1], curves_only="--curves-only" in sys.argv)
