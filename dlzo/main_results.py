@@ -169,7 +169,7 @@ def step_zero_picks(table: pd.DataFrame) -> pd.DataFrame:
         kept = part[part["best_step"] == 0]
         curved = [json.loads(c) for c in curves.loc[kept.index] if isinstance(c, str)]
         start = [dict((step, score) for step, _, score in curve).get(0) for curve in curved]
-        higher = sum(any(score > first for step, _, score in curve if step > 0)
+        higher = sum(any(score is not None and score > first for step, _, score in curve if step > 0)
                      for curve, first in zip(curved, start, strict=True) if first is not None)
         rows.append({"method": method, "trained": len(part), "step_zero": len(kept), "with_curve": len(curved),
                      "higher_later": higher})

@@ -205,6 +205,7 @@ class RunContext:
         from .first_order import FOConfig, train_first_order
         from .losses import make_loss_fn
         from .models import float32_matmul
+        from .tasks import GENERATION
         from .training import ZOConfig, train
 
         start = time.perf_counter()
@@ -224,6 +225,11 @@ class RunContext:
         batch = self.eval_batch_size
 
         eval_fn = dev_eval_fn(tokenizer, task, data.dev, batch_size=batch)
+        # A generation task's dev score needs greedy decoding, and checkpoints are picked on dev loss (teacher
+        # forced): during training only the loss is evaluated, and the dev score is decoded once, at the kept
+        # checkpoint (the same number as decoding at every evaluation, at 1 dev decoding per run instead of 3)
+        decode_once = task.kind == GENERATION
+        train_eval_fn = dev_eval_fn(tokenizer, task, data.dev, batch_size=batch, decode=not decode_once)
 
         row = {"device": str(torch.cuda.get_device_name(0) if self.device.startswith("cuda") else "cpu"),
                "dtype": self.dtype, "dominant_layer": dominant, "deviations": "; ".join(data.deviations),
@@ -244,22 +250,25 @@ class RunContext:
                               cuda_graphs=self.cuda_graphs, paired_passes=self.paired_passes,
                               loop_graphs=self.loop_graphs)
                 out = Path(self.run_logs) / config.key if self.run_logs else None
-                result = train(model, selection, loss_fn, data.train, zo, eval_fn=eval_fn, progress=self.progress,
+                result = train(model, selection, loss_fn, data.train, zo, eval_fn=train_eval_fn, progress=self.progress,
                                tokenizer=tokenizer, dominant_layer=dominant, out_dir=out, resume=True,
                                checkpoints=False)
             else:
                 fo = FOConfig(steps=steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
                               eval_every=eval_every)
-                result = train_first_order(model, selection, loss_fn, data.train, fo, eval_fn=eval_fn,
+                result = train_first_order(model, selection, loss_fn, data.train, fo, eval_fn=train_eval_fn,
                                            progress=self.progress, tokenizer=tokenizer, dominant_layer=dominant)
             train_time = result.wall_time_s
+            dev_score = (result.best or {}).get("score")
+            if decode_once:  # the model holds the kept checkpoint's parameters (result.returned_step)
+                dev_score = evaluate(model, tokenizer, task, data.dev, batch_size=batch, with_loss=False)["score"]
             step_times = [step_seconds(r) for r in result.records if r.get("type") == "step"]
             row.update({
                 "trained_layers": json_list(_selected_layers(result)),
                 "num_parameters": result.num_parameters,
                 "best_step": result.best_step,
                 "dev_loss": (result.best or {}).get("loss"),
-                "dev_score": (result.best or {}).get("score"),
+                "dev_score": dev_score,
                 "zero_shot_dev_loss": (result.zero_shot or {}).get("loss"),
                 "zero_shot_dev_score": (result.zero_shot or {}).get("score"),
                 "dev_curve": dev_curve(result.evals),
@@ -282,8 +291,12 @@ class RunContext:
 def dev_curve(evals: list[dict]) -> str:
     """Every dev evaluation of a run as JSON ``[[step, loss, score], ...]``: the table then shows why the
     lowest-dev-loss checkpoint won (e.g. a model that grew confidently right, dev loss up and accuracy up,
-    loses to step 0), not only which one did."""
-    return json.dumps([[e["step"], round(float(e["loss"]), 6), round(float(e["score"]), 4)] for e in evals])
+    loses to step 0), not only which one did. The score is null where it was not computed (a generation
+    task's dev score is decoded at the kept checkpoint only: the row's ``dev_score``)."""
+    def rounded(value, digits):
+        return None if value is None else round(float(value), digits)
+
+    return json.dumps([[e["step"], rounded(e["loss"], 6), rounded(e.get("score"), 4)] for e in evals])
 
 
 def json_list(values) -> str:

@@ -128,3 +128,37 @@ def test_a_grid_cell_cut_short_resumes_from_its_run_log(tiny_dir, tmp_path):
         assert resumed[key] == whole[key], key
     assert [json.loads(line)["step"] for line in log.read_text().splitlines()
             if json.loads(line)["type"] == "step"] == [1, 2, 3, 4]
+
+
+@pytest.mark.real_model
+def test_a_generation_cell_decodes_dev_once_at_the_kept_checkpoint(tmp_path, monkeypatch):
+    import dlzo.evaluation as evaluation
+    from dlzo.models import load_model
+    from dlzo.training import replay
+
+    # the real SmolLM2 (zero-shot SQuAD F1 ~14; a random tiny model scores 0, which would prove nothing)
+    options = {"num_train": 8, "num_dev": 8, "num_test": 4, "dominant_layer": 11}
+    [config] = expand_grid(["smollm2-135m"], ["squad"], {"dominant": {**options, "lr": 1e-4}}, seeds=[0], steps=2,
+                           batch_size=2, eval_every=1)
+    decoded = []
+    real = evaluation.generate_answers
+
+    def counting(model, tokenizer, prompts, **kwargs):
+        decoded.append(len(prompts))
+        return real(model, tokenizer, prompts, **kwargs)
+
+    monkeypatch.setattr(evaluation, "generate_answers", counting)
+    context = RunContext(device="cpu", run_logs=tmp_path / "logs")
+    row = context.run(config)
+    curve = json.loads(row["dev_curve"])
+    assert [step for step, _, _ in curve] == [0, 1, 2]
+    assert all(loss > 0 and score is None for _, loss, score in curve)  # checkpoints picked on dev loss alone
+    assert sum(decoded) == 8 + 4  # dev decoded once (the kept checkpoint), then test; not at every evaluation
+    # that decoding is the kept checkpoint's: replay the run's log to its best step and decode dev again
+    model, tokenizer = load_model("smollm2-135m")
+    selection = build_selection("dominant", config.opts, 11, 30, 0)
+    replay(model, selection, tmp_path / "logs" / config.key / "log.jsonl", step=row["best_step"])
+    data = context.data("squad", 0, config.opts)
+    again = evaluation.evaluate(model, tokenizer, data.task, data.dev, batch_size=context.eval_batch_size,
+                                with_loss=False)
+    assert again["score"] == row["dev_score"] > 0
