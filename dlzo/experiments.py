@@ -425,7 +425,8 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
              claims: str | Path | None = None, oom_retries: int = 3, oom_wait_s: float = 60.0,
              before_run: Callable[[], object] | None = None, keep_going: bool = False,
              lr_search_seeds: list[int] | None = None, poll_s: float = 5.0,
-             sleep: Callable[[float], object] | None = None, first: Iterable[str] = ()) -> dict:
+             sleep: Callable[[float], object] | None = None, first: Iterable[str] = (),
+             unresumable: Iterable[str] = ()) -> dict:
     """Run every not-yet-finished run of this shard; stop starting new runs once ``time_budget_s`` is spent
     (at least one run always starts, so every chunk of a long sweep makes progress).
 
@@ -433,7 +434,10 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
     ``shard-<i>.jsonl``). Runs go seed by seed (stable within a seed), so a sweep stopped early leaves whole
     seeds finished rather than every seed of a few layers; the runs whose keys are in ``first`` (a sweep's
     runs cut off mid-way, which resume from their run logs) go before all others, so started work lands first
-    and no worker is left resuming a long run alone at the end of the sweep. Without ``claims``, shard
+    and no worker is left resuming a long run alone at the end of the sweep. The runs whose keys are in
+    ``unresumable`` (runs without a run log to resume from: first-order, zero-shot) go before even those: on a
+    box held for a limited time a sweep's start is when most of it is left, and such a run cut off at the end
+    starts over, while a cut-off ZO run loses nothing. Without ``claims``, shard
     ``(i, n)`` takes every n-th run of that order. With ``claims`` (a folder shared by the workers of one sweep, as
     ``dlzo sweep --parallel`` does), every worker walks the whole order and runs whatever no worker has
     claimed yet, so no worker idles while another still has a queue.
@@ -463,8 +467,8 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
     index, count = shard
     if not 0 <= index < count:
         raise DlzoError(f"Shard {index} of {count} does not exist; use 0..{count - 1}.")
-    first = set(first)
-    ordered = sorted(runs, key=lambda r: (r.key not in first, r.seed))
+    first, unresumable = set(first), set(unresumable)
+    ordered = sorted(runs, key=lambda r: (r.key not in unresumable, r.key not in first, r.seed))
     mine = ordered if claims is not None else [r for i, r in enumerate(ordered) if i % count == index]
     staged = lr_search_seeds is not None
     failed_here: set[str] = set()  # runs this worker saw fail (keep_going)

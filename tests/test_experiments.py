@@ -625,6 +625,24 @@ def test_runs_cut_off_mid_way_go_first_then_seed_by_seed(tmp_path):
         staged.index(r.key) for r in search if r.method == "full" and r.seed == 0)
 
 
+def test_runs_that_cannot_resume_go_before_cut_off_ones(tmp_path):
+    runs = expand_grid(["m"], ["sst2"], METHODS, seeds=[0, 1])
+    cut_off, fresh = runs[-1].key, runs[-2].key  # say a ZO run with a log and a first-order run (no log)
+    order = []
+    run_grid(runs, ResultsStore(tmp_path / "r"), lambda c: order.append(c.key) or {}, progress=False,
+             first={cut_off}, unresumable={fresh})
+    assert order[:2] == [fresh, cut_off]  # then the rest, seed by seed
+    assert order[2:] == [r.key for r in sorted(runs[:-2], key=lambda r: r.seed)]
+
+
+def test_a_sweep_with_run_logs_starts_first_order_and_zero_shot_runs_first():
+    from dlzo.commands.sweep import unresumable_runs
+
+    runs = expand_grid(["m"], ["sst2"], {"zero_shot": {}, "fo_full": {"lr": 1e-5}, "dominant": {"lr": 1e-3},
+                                          "x": {"recipe": "fo_layer", "layers": [1], "lr": 1e-5}}, seeds=[0])
+    assert {r.method for r in runs if r.key in unresumable_runs(runs)} == {"zero_shot", "fo_full", "x"}
+
+
 def test_cut_off_runs_are_the_run_logs_with_a_log(tmp_path, capsys):
     from dlzo.cli import main
     from dlzo.commands.sweep import cut_off_runs

@@ -156,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     counts = run_grid(runs, store, context.run, shard=_parse_shard(args.shard), time_budget_s=args.time_budget,
                       progress=args.progress, claims=args.claims, before_run=before_run,
-                      keep_going=args.keep_going, lr_search_seeds=search_seeds, first=cut_off_runs(args.run_logs))
+                      keep_going=args.keep_going, lr_search_seeds=search_seeds, first=cut_off_runs(args.run_logs),
+                      unresumable=unresumable_runs(runs) if args.run_logs else ())
     elapsed = time.perf_counter() - start
     rate = counts["ran"] / elapsed * 3600 if elapsed > 0 else 0.0
     held = ""
@@ -191,6 +192,14 @@ def cut_off_runs(run_logs: str | None) -> set[str]:
     if not run_logs or not Path(run_logs).is_dir():
         return set()
     return {d.name for d in Path(run_logs).iterdir() if (d / "log.jsonl").is_file()}
+
+
+def unresumable_runs(runs) -> set[str]:
+    """The keys of the runs that keep no run log and so start over when cut off (first-order and zero-shot
+    methods): with ``--run-logs`` (a sweep that expects to be cut off) they start before the others."""
+    from ..recipes import method
+
+    return {r.key for r in runs if method(r.opts.get("recipe", r.method)).trainer != "zo"}
 
 
 def list_line(name: str, plan, done: set[str], search_seeds: list[int] | None, n_grid: int, folder: str) -> str:
