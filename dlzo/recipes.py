@@ -224,12 +224,11 @@ class RunContext:
         task = data.task
         batch = self.eval_batch_size
 
-        eval_fn = dev_eval_fn(tokenizer, task, data.dev, batch_size=batch)
         # A generation task's dev score needs greedy decoding, and checkpoints are picked on dev loss (teacher
         # forced): during training only the loss is evaluated, and the dev score is decoded once, at the kept
         # checkpoint (the same number as decoding at every evaluation, at 1 dev decoding per run instead of 3)
         decode_once = task.kind == GENERATION
-        train_eval_fn = dev_eval_fn(tokenizer, task, data.dev, batch_size=batch, decode=not decode_once)
+        eval_fn = dev_eval_fn(tokenizer, task, data.dev, batch_size=batch, decode=not decode_once)
 
         row = {"device": str(torch.cuda.get_device_name(0) if self.device.startswith("cuda") else "cpu"),
                "dtype": self.dtype, "dominant_layer": dominant, "deviations": "; ".join(data.deviations),
@@ -250,13 +249,13 @@ class RunContext:
                               cuda_graphs=self.cuda_graphs, paired_passes=self.paired_passes,
                               loop_graphs=self.loop_graphs)
                 out = Path(self.run_logs) / config.key if self.run_logs else None
-                result = train(model, selection, loss_fn, data.train, zo, eval_fn=train_eval_fn, progress=self.progress,
+                result = train(model, selection, loss_fn, data.train, zo, eval_fn=eval_fn, progress=self.progress,
                                tokenizer=tokenizer, dominant_layer=dominant, out_dir=out, resume=True,
                                checkpoints=False)
             else:
                 fo = FOConfig(steps=steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
                               eval_every=eval_every)
-                result = train_first_order(model, selection, loss_fn, data.train, fo, eval_fn=train_eval_fn,
+                result = train_first_order(model, selection, loss_fn, data.train, fo, eval_fn=eval_fn,
                                            progress=self.progress, tokenizer=tokenizer, dominant_layer=dominant)
             train_time = result.wall_time_s
             dev_score = (result.best or {}).get("score")
@@ -276,7 +275,7 @@ class RunContext:
                 "step_time_ms": float(np.median(step_times) * 1000) if step_times else None,
             })
         else:
-            dev = eval_fn(model)
+            dev = dev_eval_fn(tokenizer, task, data.dev, batch_size=batch)(model)  # loss and decoded score
             row.update({"dev_loss": dev["loss"], "dev_score": dev["score"], "trained_layers": "[]",
                         "num_parameters": 0})
         test = evaluate(model, tokenizer, task, data.test, batch_size=batch, with_loss=True)

@@ -39,14 +39,14 @@ def rows_of(folder: Path) -> dict:
 
 def logged_curve(log: Path) -> tuple[str, int | None] | None:
     """``(dev_curve, best_step)`` of a finished run's log (None while it has no end record)."""
+    from dlzo.errors import DlzoError
     from dlzo.recipes import dev_curve
+    from dlzo.runfiles import read_log
 
-    records = []
-    for line in log.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            return None  # torn by the tar of a running sweep
+    try:
+        records = read_log(log)  # up to a line torn by the tar of a running sweep (then no end record)
+    except DlzoError:  # not even its config line came through
+        return None
     end = next((r for r in records if r.get("type") == "end"), None)
     if end is None:
         return None
@@ -63,6 +63,7 @@ def backfill_curves(logs: Path, results: Path) -> None:
         added = 0
         for shard in shards:
             rows = [json.loads(line) for line in shard.read_text().splitlines()]
+            before = added
             for row in rows:
                 log = logs / short / row["key"] / "log.jsonl"
                 if row.get("dev_curve") or row.get("best_step") is None or not log.is_file():
@@ -71,7 +72,7 @@ def backfill_curves(logs: Path, results: Path) -> None:
                 if found and found[1] == row["best_step"]:  # the log of this very run
                     row["dev_curve"] = found[0]
                     added += 1
-            if any("dev_curve" in r for r in rows):
+            if added > before:  # rewrite only a shard that gained a curve
                 shard.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
         print(f"dev curves {grid}: {added} rows filled from run logs")
 
