@@ -13,7 +13,10 @@ The paper's main claim is a comparison of averages over nine tasks; ours is made
 * :func:`pooled_claims` — the same tests pooled over grids of one design (e.g. two models);
 * :func:`step_zero_picks` — the trained runs whose lowest-dev-loss checkpoint was the untouched model (they
   report zero-shot), and, where a row carries its ``dev_curve``, whether a later checkpoint scored higher;
-* :data:`PAPER_AVERAGES` — the paper's nine-task averages (LLaMA2-7B, Qwen3-8B), shown for context only.
+* :data:`PAPER_AVERAGES` — the paper's nine-task averages (LLaMA2-7B, Qwen3-8B), shown for context only;
+* :func:`markdown_table`, :func:`claims_markdown`, :func:`grid_markdown` — the table and the pooled claims as
+  GitHub Markdown, under readable task and method names (the README's tables are these, and a test keeps them
+  equal to the committed results).
 """
 
 from __future__ import annotations
@@ -36,6 +39,13 @@ PAPER_AVERAGES = pd.DataFrame(
      "dominant_lora": [72.31, 85.45]},
     index=pd.Index(["LLaMA2-7B (paper)", "Qwen3-8B (paper)"], name="model"),
 )
+
+# readable names for Markdown tables (the results keep the short keys)
+TASK_LABELS = {"sst2": "SST-2", "rte": "RTE", "cb": "CB", "boolq": "BoolQ", "wsc": "WSC", "multirc": "MultiRC",
+               "copa": "COPA", "squad": "SQuAD (F1)", "drop": "DROP (F1)"}
+METHOD_LABELS = {"zero_shot": "zero-shot", "fo_full": "first-order AdamW", "mezo_full": "full MeZO",
+                 "mezo_lora": "MeZO-LoRA", "sparse_mezo": "Sparse-MeZO", "dominant": "dominant layer",
+                 "dominant_lora": "dominant + LoRA", "random_layer": "random layer"}
 
 CLAIMS = (
     ("dominant", "mezo_full", "two-sided"),
@@ -175,3 +185,69 @@ def step_zero_picks(table: pd.DataFrame) -> pd.DataFrame:
                      "higher_later": higher})
     out = pd.DataFrame(rows, columns=columns)
     return out.set_index("method").reindex(ordered_methods(out["method"])).reset_index()
+
+
+def _pipe_table(frame: pd.DataFrame) -> str:
+    """A frame of strings as a GitHub pipe table, its index as the first column."""
+    header = [frame.index.name or "", *map(str, frame.columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join([str(index), *map(str, row)]) + " |" for index, row in zip(frame.index, frame.values)]
+    return "\n".join(lines)
+
+
+def markdown_table(table: pd.DataFrame, methods: list[str] | None = None, digits: int = 1) -> str:
+    """:func:`method_table`'s display table (tasks × methods, "mean ± std (n)", the average row) as GitHub
+    Markdown, under :data:`TASK_LABELS` / :data:`METHOD_LABELS`; the best mean of each task in bold."""
+    numbers, text = method_table(table, methods, digits=digits)
+    text = text.copy()
+    for task, part in numbers.groupby("task"):
+        if part["mean"].round(digits).nunique() < 2:
+            continue  # every method alike (e.g. all at zero-shot): nothing to mark
+        for method in part.loc[part["mean"] == part["mean"].max(), "method"]:
+            text.loc[task, method] = f"**{text.loc[task, method]}**"
+    order = list(TASK_LABELS)  # MeZO's task order, then any other task, then the average row
+    text = text.loc[sorted(text.index, key=lambda t: (t.startswith("average"), order.index(t) if t in order else len(order)))]
+    text.index = [TASK_LABELS.get(task, task) for task in text.index]
+    text.index.name = "task"
+    text.columns = [METHOD_LABELS.get(m, m) for m in text.columns]
+    return _pipe_table(text)
+
+
+def _signed(text: str) -> str:
+    return text.replace("-", "−")  # the typographic minus of the README's prose
+
+
+def claims_markdown(tests: pd.DataFrame) -> str:
+    """The pooled rows (``task == "all"``, or every row of :func:`pooled_claims`) of claim tests as GitHub
+    Markdown: one line per claim with pairs, mean difference and bootstrap CI, wins / losses and p."""
+    rows = tests[tests["task"] == "all"] if "task" in tests else tests
+    if rows.empty:
+        raise DlzoError("No pooled claim rows to show; pass claim_tests(...) or pooled_claims(...) output.")
+    alternative = {"two-sided": "two-sided", "less": "one-sided, a < b", "greater": "one-sided, a > b"}
+    text = pd.DataFrame({
+        "pairs": rows["n_pairs"].astype(int).astype(str).to_numpy(),
+        "a − b (95% CI)": [_signed(f"{d:+.1f} [{lo:.1f}, {hi:.1f}]") for d, lo, hi in
+                           zip(rows["mean_diff"], rows["ci_low"], rows["ci_high"], strict=True)],
+        "wins / losses": [f"{win} / {loss}" for win, loss in zip(rows["wins"], rows["losses"], strict=True)],
+        "Wilcoxon p": [f"{p:.3f} ({alternative[alt]})" for p, alt in
+                       zip(rows["p_value"], rows["alternative"], strict=True)],
+    }, index=pd.Index([f"{METHOD_LABELS.get(a, a)} vs {METHOD_LABELS.get(b, b)}" for a, b in
+                       zip(rows["a"], rows["b"], strict=True)], name="claim"))
+    return _pipe_table(text)
+
+
+def grid_markdown(grid: dict, table: pd.DataFrame, digits: int = 1) -> str:
+    """One grid's results as the README shows them: its lr-tuned table (:func:`tuned_runs` on the grid's
+    ``lr_search_seeds``) by :func:`markdown_table`, then its pooled claims by :func:`claims_markdown` (left
+    out while no claim has pairs). ``dlzo sweep GRID --markdown`` prints it."""
+    if table.empty:
+        raise DlzoError(f"{grid['name']} has no finished runs yet; run `dlzo sweep` on its grid file first.")
+    tuned = tuned_runs(table, on_seeds=grid.get("lr_search_seeds"))
+    if tuned.duplicated([c for c in ("model", "task", "method", "seed") if c in tuned]).any():
+        raise DlzoError(f"{grid['name']} runs a method more than once per task and seed (e.g. every layer); the "
+                        "Markdown table is for main-results grids such as experiments/main_smollm2.yaml.")
+    blocks = [markdown_table(tuned, ordered_methods(dict.fromkeys(tuned["method"])), digits=digits)]
+    tests = claim_tests(tuned, missing_ok=True)
+    if (tests["task"] == "all").any():
+        blocks.append(claims_markdown(tests))
+    return "\n\n".join(blocks)

@@ -38,6 +38,24 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
 
 
+def test_sweep_markdown_prints_the_committed_table_without_loading_a_model(tmp_path, capsys):
+    grid = tmp_path / "g.yaml"
+    grid.write_text("name: g\nmodels: [m]\ntasks: [sst2, rte]\nseeds: [0, 1]\nmethods:\n  zero_shot: {}\n"
+                    "  mezo_full: {lr: 1.0e-5}\n  dominant: {lr: 1.0e-3}\n")
+    folder = tmp_path / "r"
+    folder.mkdir()
+    rows = [{"key": f"{task}{method}{seed}", "model": "m", "task": task, "method": method, "seed": seed,
+             "test_score": score + seed} for task in ("sst2", "rte", "copa") for seed in (0, 1)
+            for method, score in (("zero_shot", 50.0), ("mezo_full", 70.0), ("dominant", 72.0))]
+    (folder / "shard-0.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert main(["sweep", str(grid), "--results", str(folder), "--markdown"]) == 0  # model "m" does not exist
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "| task | zero-shot | full MeZO | dominant layer |"
+    assert out[2] == "| SST-2 | 50.5 ± 0.7 (2) | 70.5 ± 0.7 (2) | **72.5 ± 0.7 (2)** |"
+    assert out[4] == "| average (2 tasks) | 50.5 | 70.5 | 72.5 |"  # copa is not a task of this grid
+    assert "| dominant layer vs full MeZO | 4 | +2.0 [2.0, 2.0] | 4 / 0 | 0.125 (two-sided) |" in out
+
+
 @pytest.mark.real_model
 def test_outliers_command_on_smollm2(tmp_path, capsys):
     out_json = tmp_path / "profile.json"

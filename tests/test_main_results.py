@@ -10,7 +10,10 @@ from dlzo.main_results import (
     PAPER_AVERAGES,
     chosen_lrs,
     claim_tests,
+    claims_markdown,
     coverage,
+    grid_markdown,
+    markdown_table,
     method_table,
     ordered_methods,
     pooled_claims,
@@ -201,3 +204,52 @@ def test_step_zero_picks_counts_runs_that_kept_the_untouched_model_and_why():
     assert picks.loc["fo_full"].to_dict() == {"trained": 2, "step_zero": 1, "with_curve": 1, "higher_later": 1}
     assert picks.loc["mezo_full"].to_dict() == {"trained": 2, "step_zero": 2, "with_curve": 1, "higher_later": 0}
     assert step_zero_picks(pd.DataFrame(rows).drop(columns="best_step")).empty
+
+
+def test_markdown_table_uses_readable_names_the_papers_task_order_and_bolds_the_best():
+    rows = results()
+    rows = pd.concat([rows, rows[(rows.task == "copa") & (rows.method == "dominant")].assign(method="mezo_full"),
+                      rows[rows.task == "sst2"].assign(task="wsc", test_score=57.7)], ignore_index=True)
+    text = markdown_table(rows, ["zero_shot", "mezo_full", "dominant"]).splitlines()
+    assert text[0] == "| task | zero-shot | full MeZO | dominant layer |" and text[1] == "|---|---|---|---|"
+    assert [line.split(" | ")[0] for line in text[2:]] == ["| SST-2", "| WSC", "| COPA", "| average (3 tasks)"]
+    assert text[2] == "| SST-2 | 50.0 ± 0.0 (3) | 71.0 ± 1.0 (3) | **73.0 ± 1.0 (3)** |"
+    assert "**" not in text[3]  # WSC: every method at 57.7, nothing to mark
+    assert text[4] == "| COPA | **61.0 ± 0.0 (3)** | 58.0 ± 0.0 (3) | 58.0 ± 0.0 (3) |"
+
+
+def test_claims_markdown_shows_the_pooled_rows_with_typographic_minus():
+    text = claims_markdown(claim_tests(results())).splitlines()
+    assert text[0] == "| claim | pairs | a − b (95% CI) | wins / losses | Wilcoxon p |"
+    assert len(text) == 2 + 3  # dominant vs full MeZO twice (two-sided, less), vs random layer once
+    assert text[2] == "| dominant layer vs full MeZO | 3 | +2.0 [2.0, 2.0] | 3 / 0 | 0.250 (two-sided) |"
+    assert text[4].startswith("| dominant layer vs random layer | 3 | +13.0 ") and "(one-sided, a > b)" in text[4]
+    behind = results().assign(test_score=lambda d: d.test_score - (d.method == "dominant") * 20.0)
+    assert "| −18.0 [−18.0, −18.0] | 0 / 3 |" in claims_markdown(claim_tests(behind))
+    with pytest.raises(DlzoError, match="No pooled claim rows"):
+        claims_markdown(claim_tests(results()).query("task != 'all'"))
+
+
+def test_grid_markdown_tunes_the_lr_and_refuses_grids_with_several_runs_per_cell():
+    table = pd.concat([results().assign(lr=1e-3, dev_score=60.0),
+                       results().assign(lr=1e-4, dev_score=50.0, test_score=0.0)], ignore_index=True)
+    text = grid_markdown({"name": "g", "lr_search_seeds": [0]}, table)
+    assert "| SST-2 | 50.0 ± 0.0 (3) | 71.0 ± 1.0 (3) | **73.0 ± 1.0 (3)** | 60.0 ± 0.0 (3) |" in text  # the 1e-3 runs
+    assert "| claim |" in text
+    layers = pd.concat([results().assign(layer=0), results().assign(layer=1)], ignore_index=True)
+    with pytest.raises(DlzoError, match="more than once per task and seed"):
+        grid_markdown({"name": "every_layer"}, layers)
+    with pytest.raises(DlzoError, match="no finished runs"):
+        grid_markdown({"name": "g"}, pd.DataFrame())
+
+
+@pytest.mark.parametrize("grid_file", ["experiments/main_smollm2.yaml", "experiments/main_qwen2.5-0.5b.yaml"])
+def test_the_readme_shows_each_main_table_as_the_committed_results_give_it(grid_file):
+    from dlzo.notebook import grid_results
+    from dlzo.paths import repo_root
+
+    grid, table = grid_results(grid_file)
+    block = grid_markdown(grid, table)
+    readme = (repo_root() / "README.md").read_text()
+    assert block in readme, (f"README.md's table of {grid['name']} is not what results/{grid['name']} gives; "
+                             f"replace it with `dlzo sweep {grid_file} --markdown`:\n{block}")

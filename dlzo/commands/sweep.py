@@ -68,6 +68,9 @@ def add_parser(sub) -> None:
     p.add_argument("--list", action="store_true",
                    help="only print how many runs are done and left, and a task x method table of what is left "
                    "(with lr_search_seeds: ready + held back until their lr search has finished)")
+    p.add_argument("--markdown", action="store_true",
+                   help="only print the results so far as the README's Markdown: the table (mean ± std over seeds, "
+                   "each method's lr picked on dev) and the paired claim tests pooled over tasks")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     p.set_defaults(func=run)
 
@@ -100,6 +103,12 @@ def run(args: argparse.Namespace) -> int:
     grid = only_tasks(load_grid(args.grid), args.tasks)
     folder = args.results or str((repo_root() or Path(".")) / "results" / grid["name"])
     store = ResultsStore(folder)
+    if args.markdown:
+        from ..main_results import grid_markdown
+
+        table = store.table()
+        print(grid_markdown(grid, table[table["task"].isin(grid["tasks"])] if len(table) else table))
+        return 0
     context = RunContext(device=args.device, dtype=args.dtype, data_dir=args.data_dir, progress=False,
                          cuda_graphs=args.cuda_graphs, paired_passes=args.paired_passes, run_logs=args.run_logs,
                          loop_graphs=args.loop_graphs)
