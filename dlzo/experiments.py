@@ -420,10 +420,41 @@ def wait_for_free_memory(min_gib: float, device: str = "cuda", poll_s: float = 1
     return time.perf_counter() - start
 
 
+def memory_need(rows: list[dict], config: RunConfig) -> float | None:
+    """The most GPU memory (GiB) a finished run of the same model, task and method held at its peak (the rows'
+    ``peak_gpu_gib``, recorded by :meth:`dlzo.recipes.RunContext.run` on a GPU; any lr and seed), or None while
+    no such run has finished: what the next run of that kind will need, its worker's resident model included."""
+    peaks = [row["peak_gpu_gib"] for row in rows if row.get("peak_gpu_gib") is not None
+             and (row.get("model"), row.get("task"), row.get("method")) == (config.model, config.task, config.method)]
+    return max(peaks) if peaks else None
+
+
+def memory_gate(min_gib: float, device: str, rows: Callable[[], list[dict]], margin_gib: float = 2.0,
+                **wait) -> Callable[[RunConfig], float]:
+    """A ``before_run`` for :func:`run_grid` (``dlzo sweep --min-free-gb``): before each run, wait until the GPU
+    has room for it — ``min_gib`` free, or more where finished runs of its kind (:func:`memory_need` over
+    ``rows()``, read afresh each time, so every worker's finished runs count) held more than this process holds
+    now (its resident model, after handing back its cache) plus ``min_gib``: then their peak minus what this
+    process holds, plus ``margin_gib``. Workers that start side by side can still overrun the GPU together
+    (:func:`run_grid` retries such a run); the gate keeps a worker from starting a 30 GiB run into 14 GiB."""
+    import torch
+
+    def gate(config: RunConfig) -> float:
+        need = memory_need(rows(), config)
+        target = min_gib
+        if need is not None:
+            free_device_memory()
+            held = torch.cuda.memory_reserved(torch.device(device)) / 2**30
+            target = max(min_gib, need - held + margin_gib)
+        return wait_for_free_memory(target, device, **wait)
+
+    return gate
+
+
 def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunConfig], dict],
              shard: tuple[int, int] = (0, 1), time_budget_s: float | None = None, progress: bool = True,
              claims: str | Path | None = None, oom_retries: int = 3, oom_wait_s: float = 60.0,
-             before_run: Callable[[], object] | None = None, keep_going: bool = False,
+             before_run: Callable[[RunConfig], object] | None = None, keep_going: bool = False,
              lr_search_seeds: list[int] | None = None, poll_s: float = 5.0,
              sleep: Callable[[float], object] | None = None, first: Iterable[str] = (),
              unresumable: Iterable[str] = ()) -> dict:
@@ -445,7 +476,7 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
     A run that runs out of device memory (workers sharing one GPU) is not fatal: its claim is released, the
     worker frees its cached memory, waits ``oom_wait_s`` seconds and puts the run at the end of its queue (a
     run with a run log resumes from it); only the ``oom_retries``-th failure of the same run is raised.
-    ``before_run()`` is called before each run is claimed (e.g. :func:`wait_for_free_memory`).
+    ``before_run(config)`` is called before each run is claimed (e.g. :func:`memory_gate`).
     Any other failure is raised, unless ``keep_going``: then the run is recorded in the store's
     ``failed.jsonl`` (key, settings, error) with a warning, and the sweep goes on with the next run (a later
     sweep tries it again).
@@ -508,7 +539,7 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
             if claims is not None and (Path(claims) / config.key).exists():
                 continue  # taken already: no need to wait for memory for it
             if before_run is not None:
-                before_run()
+                before_run(config)
             if claims is not None and not claim(claims, config.key):
                 continue
             metrics = None

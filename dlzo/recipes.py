@@ -209,6 +209,9 @@ class RunContext:
         from .training import ZOConfig, train
 
         start = time.perf_counter()
+        on_gpu = self.device.startswith("cuda")
+        if on_gpu:  # the run's peak, from here: this worker's resident model copy included (see peak_gpu_gib)
+            torch.cuda.reset_peak_memory_stats(torch.device(self.device))
         options = config.opts
         recipe_name = options.get("recipe", config.method)
         recipe = method(recipe_name)
@@ -281,8 +284,10 @@ class RunContext:
         test = evaluate(model, tokenizer, task, data.test, batch_size=batch, with_loss=True)
         row.update({"test_score": test["score"], "test_em": test.get("em"), "test_loss": test["loss"],
                     "metric": test["metric"], "train_s": train_time, "total_s": time.perf_counter() - start})
+        if on_gpu:  # what the run held at its peak (the caching allocator's reserve, CUDA graph pools too)
+            row["peak_gpu_gib"] = round(torch.cuda.max_memory_reserved(torch.device(self.device)) / 2**30, 2)
         del model
-        if self.device.startswith("cuda"):
+        if on_gpu:
             free_device_memory()  # the trained copy can sit in reference cycles (loss closures, graph runners)
         return row
 

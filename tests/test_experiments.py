@@ -166,8 +166,33 @@ def test_workers_wait_for_free_gpu_memory_before_claiming_a_run(tmp_path, monkey
     (claims / taken).touch()  # another worker has it
     waits = []
     counts = run_grid(runs, ResultsStore(tmp_path / "sweep"), lambda c: {}, progress=False, claims=claims,
-                      before_run=lambda: waits.append(1))
+                      before_run=waits.append)
     assert counts["ran"] == len(runs) - 1 and len(waits) == len(runs) - 1  # no wait for the claimed run
+    assert taken not in {config.key for config in waits}  # before_run gets the run it is about to start
+
+
+def test_the_memory_gate_waits_for_what_runs_of_that_kind_held(monkeypatch):
+    import torch
+
+    from dlzo import experiments
+
+    squad = RunConfig.make("m", "squad", "mezo_full", lr=1e-6)
+    rows = [{"model": "m", "task": "squad", "method": "mezo_full", "peak_gpu_gib": 31.5},
+            {"model": "m", "task": "squad", "method": "mezo_full", "peak_gpu_gib": 28.0, "seed": 1},
+            {"model": "m", "task": "squad", "method": "dominant", "peak_gpu_gib": 9.0},
+            {"model": "other", "task": "squad", "method": "mezo_full", "peak_gpu_gib": 80.0},
+            {"model": "m", "task": "squad", "method": "mezo_full"}]  # a CPU row (or one from before the field)
+    assert experiments.memory_need(rows, squad) == 31.5  # the largest of its kind, any seed or lr
+    assert experiments.memory_need(rows, RunConfig.make("m", "sst2", "mezo_full")) is None
+    targets = []
+    monkeypatch.setattr(experiments, "wait_for_free_memory", lambda gib, device, **wait: targets.append(gib) or 0.0)
+    monkeypatch.setattr(experiments, "free_device_memory", lambda: None)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 2.5 * 2**30)  # this worker's model
+    gate = experiments.memory_gate(14.0, "cuda", lambda: rows)
+    gate(squad)
+    gate(RunConfig.make("m", "squad", "dominant"))
+    gate(RunConfig.make("m", "copa", "mezo_full"))
+    assert targets == [31.5 - 2.5 + 2.0, 14.0, 14.0]  # more than the floor only where a run of its kind needed it
 
 
 def test_shards_split_the_work_and_torn_lines_are_skipped(tmp_path):

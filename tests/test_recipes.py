@@ -7,7 +7,7 @@ import torch
 import transformers
 
 from dlzo.errors import DlzoError
-from dlzo.experiments import ResultsStore, expand_grid, run_grid
+from dlzo.experiments import ResultsStore, expand_grid, memory_need, run_grid
 from dlzo.recipes import METHODS, RunContext, build_selection, epoch_schedule, random_layer
 
 
@@ -63,6 +63,7 @@ def test_grid_cells_run_end_to_end(tiny_dir, tmp_path):
     for _, row in table.iterrows():
         assert 0 <= row["test_score"] <= 100 and row["num_test"] == 16 and row["device"] == "cpu"
     assert (table["num_parameters"] > 0).sum() == 6
+    assert "peak_gpu_gib" not in table  # recorded on a GPU only
     zero = table.loc[("sst2", "zero_shot")]
     assert zero["dev_score"] == table.loc[("sst2", "dominant"), "zero_shot_dev_score"]
     curve = json.loads(table.loc[("sst2", "dominant"), "dev_curve"])  # every dev evaluation: [step, loss, score]
@@ -70,6 +71,19 @@ def test_grid_cells_run_end_to_end(tiny_dir, tmp_path):
     assert curve[0][1:] == [pytest.approx(zero["dev_loss"], abs=1e-6), pytest.approx(zero["dev_score"], abs=1e-4)]
     best = table.loc[("sst2", "dominant")]
     assert [loss for step, loss, _ in curve if step == best["best_step"]] == [pytest.approx(best["dev_loss"], abs=1e-6)]
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="peak GPU memory needs a GPU")
+def test_a_gpu_cell_records_its_peak_memory_for_the_memory_gate(tiny_dir, tmp_path):
+    small = {"num_train": 32, "num_dev": 16, "num_test": 16, "dominant_layer": 2}
+    runs = expand_grid([tiny_dir], ["sst2"], {"dominant": {**small, "lr": 1e-3}}, seeds=[0], steps=2, batch_size=4,
+                       eval_every=2)
+    store = ResultsStore(tmp_path / "sweep")
+    assert run_grid(runs, store, RunContext(device="cuda").run, progress=False)["ran"] == 1
+    row = store.rows()[0]
+    assert 0 < row["peak_gpu_gib"] < torch.cuda.get_device_properties(0).total_memory / 2**30
+    assert memory_need(store.rows(), runs[0]) == row["peak_gpu_gib"]
 
 
 def test_epoch_schedule_is_mezo_first_order_protocol():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import shutil
 import signal
@@ -55,7 +54,9 @@ def add_parser(sub) -> None:
                    "yet instead of a fixed shard (--parallel sets this up itself)")
     p.add_argument("--min-free-gb", type=float, default=None,
                    help="GPU: start a run only when the device has this many GiB free (all processes counted; "
-                   "waits up to 30 minutes), so --parallel workers do not start runs that cannot fit")
+                   "waits up to 10 minutes, then starts it anyway), or more where finished runs of the same model, "
+                   "task and method held more at their peak (rows' peak_gpu_gib), so --parallel workers do not "
+                   "start runs that cannot fit")
     p.add_argument("--adopt", action="append", default=[], metavar="FOLDER",
                    help="first copy the rows of this results folder whose run (same key: same settings) belongs to "
                    "this grid, e.g. a smaller grid's finished runs (repeatable)")
@@ -89,10 +90,10 @@ def run(args: argparse.Namespace) -> int:
         grid_runs,
         grid_search_seeds,
         load_grid,
+        memory_gate,
         numeric_mismatch,
         plan_lr_search,
         run_grid,
-        wait_for_free_memory,
     )
     from ..layers import num_layers
     from ..models import float32_matmul
@@ -145,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_parallel(args, folder)
     runs = grid_runs(grid, layers_of=lambda name: num_layers(context.model(name)[0]))
     before_run = None
-    if args.min_free_gb is not None:
-        before_run = functools.partial(wait_for_free_memory, args.min_free_gb, context.device)
+    if args.min_free_gb is not None:  # and more for a kind of run that has held more (rows' peak_gpu_gib)
+        before_run = memory_gate(args.min_free_gb, context.device, store.rows)
     if args.list:
         rows = store.rows()
         plan = plan_lr_search(runs, search_seeds, rows)

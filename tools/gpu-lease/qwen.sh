@@ -19,6 +19,10 @@ date; python3 -m dlzo sweep experiments/main_core_qwen2.5-0.5b.yaml --results /r
 CLS=sst2,copa,cb,wsc,rte,boolq,multirc
 date; python3 -m dlzo sweep experiments/main_qwen2.5-0.5b.yaml --results /root/res/main_qwen2.5-0.5b --tasks $CLS \
   --adopt /root/res/main_core_tuned_qwen2.5-0.5b --run-logs /root/logs/qmain --parallel ${QWEN_WORKERS:-6} --min-free-gb 14 $F
+# SQuAD/DROP runs hold far more memory than the classification ones (SmolLM2's: ~10 GB a worker on the H200, session
+# 15), so fewer workers there (QWEN_QA_WORKERS); --min-free-gb waits, per run, for what finished runs of the same
+# task and method held (rows' peak_gpu_gib, since session 15), so after the first of each kind no worker starts
+# one into too little memory.
 date; python3 -m dlzo sweep experiments/main_qwen2.5-0.5b.yaml --results /root/res/main_qwen2.5-0.5b \
-  --run-logs /root/logs/qmain --parallel ${QWEN_WORKERS:-6} --min-free-gb 14 $F
+  --run-logs /root/logs/qmain --parallel ${QWEN_QA_WORKERS:-6} --min-free-gb 14 $F
 wait; date; echo QWEN DONE
