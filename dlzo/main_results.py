@@ -16,7 +16,8 @@ The paper's main claim is a comparison of averages over nine tasks; ours is made
 * :data:`PAPER_AVERAGES` — the paper's nine-task averages (LLaMA2-7B, Qwen3-8B), shown for context only;
 * :func:`markdown_table`, :func:`claims_markdown`, :func:`grid_markdown` — the table and the pooled claims as
   GitHub Markdown, under readable task and method names (the README's tables are these, and a test keeps them
-  equal to the committed results).
+  equal to the committed results); :func:`replace_marked_block` puts such a block into a document between its
+  markers (``dlzo sweep GRID --markdown --into README.md``).
 """
 
 from __future__ import annotations
@@ -251,3 +252,27 @@ def grid_markdown(grid: dict, table: pd.DataFrame, digits: int = 1) -> str:
     if (tests["task"] == "all").any():
         blocks.append(claims_markdown(tests))
     return "\n\n".join(blocks)
+
+
+BLOCK_END = "<!-- end of dlzo sweep output -->"
+
+
+def block_marker(grid_file: str) -> str:
+    """The comment line that opens a document's block for a grid's Markdown (its end: :data:`BLOCK_END`)."""
+    return f"<!-- dlzo sweep {grid_file} --markdown -->"
+
+
+def replace_marked_block(text: str, marker: str, block: str, name: str = "the document") -> str:
+    """``text`` with the lines between the line ``marker`` and the next :data:`BLOCK_END` line replaced by
+    ``block`` (a blank line each side); the markers stay, so the block can be replaced again."""
+    lines = text.split("\n")
+    if lines.count(marker) != 1:
+        found = "has no" if marker not in lines else "has more than one"
+        raise DlzoError(f"{name} {found} line {marker!r}; put it, and a line {BLOCK_END!r} below it, once where "
+                        "the table goes.")
+    start = lines.index(marker)
+    try:
+        end = lines.index(BLOCK_END, start + 1)
+    except ValueError:
+        raise DlzoError(f"{name} has no line {BLOCK_END!r} after {marker!r}; add it where the table ends.") from None
+    return "\n".join([*lines[:start + 1], "", block.strip("\n"), "", *lines[end:]])

@@ -55,6 +55,17 @@ def test_sweep_markdown_prints_the_committed_table_without_loading_a_model(tmp_p
     assert out[4] == "| average (2 tasks) | 50.5 | 70.5 | 72.5 |"  # copa is not a task of this grid
     assert "| dominant layer vs full MeZO | 4 | +2.0 [2.0, 2.0] | 4 / 0 | 0.125 (two-sided) |" in out
 
+    readme = tmp_path / "README.md"  # --into: between the grid's markers, written whole
+    readme.write_text(f"intro\n<!-- dlzo sweep {grid} --markdown -->\nstale\n<!-- end of dlzo sweep output -->\nrest\n")
+    assert main(["sweep", str(grid), "--results", str(folder), "--markdown", "--into", str(readme)]) == 0
+    text = readme.read_text()
+    assert "stale" not in text and "| SST-2 | 50.5 ± 0.7 (2) |" in text and text.endswith("rest\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "g.yaml", "r"]  # no .partial left
+    assert main(["sweep", str(grid), "--results", str(folder), "--markdown", "--into", str(tmp_path / "no.md")]) == 2
+    assert "no.md does not exist" in capsys.readouterr().err
+    assert main(["sweep", str(grid), "--results", str(folder), "--into", str(readme)]) == 2
+    assert "--into writes the --markdown output" in capsys.readouterr().err
+
 
 @pytest.mark.real_model
 def test_outliers_command_on_smollm2(tmp_path, capsys):

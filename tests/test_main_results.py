@@ -7,7 +7,9 @@ import pytest
 from dlzo.errors import DlzoError
 from dlzo.experiments import expand_grid
 from dlzo.main_results import (
+    BLOCK_END,
     PAPER_AVERAGES,
+    block_marker,
     chosen_lrs,
     claim_tests,
     claims_markdown,
@@ -17,6 +19,7 @@ from dlzo.main_results import (
     method_table,
     ordered_methods,
     pooled_claims,
+    replace_marked_block,
     step_zero_picks,
     tuned_runs,
 )
@@ -251,5 +254,21 @@ def test_the_readme_shows_each_main_table_as_the_committed_results_give_it(grid_
     grid, table = grid_results(grid_file)
     block = grid_markdown(grid, table)
     readme = (repo_root() / "README.md").read_text()
-    assert block in readme, (f"README.md's table of {grid['name']} is not what results/{grid['name']} gives; "
-                             f"replace it with `dlzo sweep {grid_file} --markdown`:\n{block}")
+    assert replace_marked_block(readme, block_marker(grid_file), block) == readme, (
+        f"README.md's table of {grid['name']} is not what results/{grid['name']} gives; run "
+        f"`dlzo sweep {grid_file} --markdown --into README.md` (tools/gpu-lease/merge.py does after a lease)")
+
+
+def test_a_marked_block_is_replaced_whole_and_can_be_replaced_again():
+    marker = block_marker("experiments/g.yaml")
+    assert marker == "<!-- dlzo sweep experiments/g.yaml --markdown -->"
+    text = f"# Results\nbefore\n{marker}\nold table\nold claims\n{BLOCK_END}\nafter\n"
+    once = replace_marked_block(text, marker, "| new |\n")
+    assert once == f"# Results\nbefore\n{marker}\n\n| new |\n\n{BLOCK_END}\nafter\n"
+    assert replace_marked_block(once, marker, "| new |") == once  # idempotent: the markers stay
+    with pytest.raises(DlzoError, match="README.md has no line '<!-- dlzo sweep experiments/h.yaml"):
+        replace_marked_block(text, block_marker("experiments/h.yaml"), "x", name="README.md")
+    with pytest.raises(DlzoError, match="has more than one line"):
+        replace_marked_block(text + text, marker, "x")
+    with pytest.raises(DlzoError, match="no line '<!-- end of dlzo sweep output -->' after"):
+        replace_marked_block(f"{marker}\nold\n", marker, "x")

@@ -72,6 +72,10 @@ def add_parser(sub) -> None:
     p.add_argument("--markdown", action="store_true",
                    help="only print the results so far as the README's Markdown: the table (mean ± std over seeds, "
                    "each method's lr picked on dev) and the paired claim tests pooled over tasks")
+    p.add_argument("--into", default=None, metavar="FILE",
+                   help="with --markdown: write it into FILE (e.g. README.md) between the line "
+                   "'<!-- dlzo sweep GRID --markdown -->' (GRID as given here) and the next "
+                   "'<!-- end of dlzo sweep output -->' line, instead of printing it")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     p.set_defaults(func=run)
 
@@ -104,11 +108,24 @@ def run(args: argparse.Namespace) -> int:
     grid = only_tasks(load_grid(args.grid), args.tasks)
     folder = args.results or str((repo_root() or Path(".")) / "results" / grid["name"])
     store = ResultsStore(folder)
+    if args.into and not args.markdown:
+        raise DlzoError("--into writes the --markdown output; add --markdown.")
     if args.markdown:
-        from ..main_results import grid_markdown
+        from ..main_results import block_marker, grid_markdown, replace_marked_block
 
         table = store.table()
-        print(grid_markdown(grid, table[table["task"].isin(grid["tasks"])] if len(table) else table))
+        text = grid_markdown(grid, table[table["task"].isin(grid["tasks"])] if len(table) else table)
+        if not args.into:
+            print(text)
+            return 0
+        target = Path(args.into)
+        if not target.is_file():
+            raise DlzoError(f"{args.into} does not exist; pass the Markdown file that holds the table's markers.")
+        updated = replace_marked_block(target.read_text(), block_marker(args.grid), text, name=args.into)
+        partial = target.with_name(target.name + ".partial")  # written whole, then moved over the file
+        partial.write_text(updated)
+        partial.replace(target)
+        print(f"{grid['name']}: table written into {args.into}")
         return 0
     context = RunContext(device=args.device, dtype=args.dtype, data_dir=args.data_dir, progress=False,
                          cuda_graphs=args.cuda_graphs, paired_passes=args.paired_passes, run_logs=args.run_logs,

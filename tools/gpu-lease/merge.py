@@ -2,7 +2,8 @@
 run key (committed rows win), the logs of unfinished runs into results/run_logs/<grid>/<key>/ (finished runs'
 logs dropped), the bench files into results/bench/; rows without a ``dev_curve`` (those before session 14) get
 it from their finished run's log when the lease brought one; then the rows of BACKFILL's larger grids are copied
-into the smaller grids they contain (needs dlzo importable: the project's venv). Run from the repository root:
+into the smaller grids they contain, and the README's main tables are rewritten from the merged rows (needs dlzo
+importable: the project's venv). Run from the repository root:
 
     python3 tools/gpu-lease/merge.py /work/.device/<n>      # the folder holding res.tgz and logs.tgz
     python3 tools/gpu-lease/merge.py --curves-only /work/.device/<n>   # an older lease's logs: dev curves only
@@ -21,6 +22,9 @@ LOG_DIRS = {"lsweep": "layer_sweep_smollm2", "qsweep": "layer_sweep_qwen2.5-0.5b
 # grids whose runs all belong to a larger grid that now runs them: their rows are copied back after the merge
 # (dlzo sweep SMALL --adopt results/LARGE --list), so the smaller grid's table grows with the larger one
 BACKFILL = {"main_core_tuned_qwen2.5-0.5b": "main_qwen2.5-0.5b"}
+# main-results grids whose tables the README shows between markers (dlzo sweep GRID --markdown --into README.md):
+# rewritten after every merge, so the README test (tests/test_main_results.py) stays green
+README_TABLES = ("experiments/main_smollm2.yaml", "experiments/main_qwen2.5-0.5b.yaml")
 BENCH = {"bench_fp32.json": "bench_smollm2-135m_h200_fp32.json", "bench_tf32.json": "bench_smollm2-135m_h200_tf32.json",
          "bench_bf16.json": "bench_smollm2-135m_h200_bf16.json", "task_speedups_h200.csv": "task_speedups_h200.csv"}
 
@@ -125,6 +129,10 @@ def main(fetched: str, curves_only: bool = False) -> None:
             out = subprocess.run([sys.executable, "-m", "dlzo", "sweep", f"experiments/{small}.yaml", "--adopt",
                                   str(results / large), "--list", "--device", "cpu"], capture_output=True, text=True)
             print(f"{small} <- {large}: " + (out.stdout.splitlines() or [out.stderr.strip()])[0])
+    for grid_file in README_TABLES:
+        out = subprocess.run([sys.executable, "-m", "dlzo", "sweep", grid_file, "--markdown", "--into", "README.md"],
+                             capture_output=True, text=True)
+        print(out.stdout.strip() or out.stderr.strip())
 
 
 if __name__ == "__main__":
