@@ -200,7 +200,6 @@ def markdown_table(table: pd.DataFrame, methods: list[str] | None = None, digits
     """:func:`method_table`'s display table (tasks × methods, "mean ± std (n)", the average row) as GitHub
     Markdown, under :data:`TASK_LABELS` / :data:`METHOD_LABELS`; the best mean of each task in bold."""
     numbers, text = method_table(table, methods, digits=digits)
-    text = text.copy()
     for task, part in numbers.groupby("task"):
         if part["mean"].round(digits).nunique() < 2:
             continue  # every method alike (e.g. all at zero-shot): nothing to mark

@@ -233,10 +233,10 @@ class RunContext:
         decode_once = task.kind == GENERATION
         eval_fn = dev_eval_fn(tokenizer, task, data.dev, batch_size=batch, decode=not decode_once)
 
-        row = {"device": str(torch.cuda.get_device_name(0) if self.device.startswith("cuda") else "cpu"),
+        row = {"device": str(torch.cuda.get_device_name(0) if on_gpu else "cpu"),
                "dtype": self.dtype, "dominant_layer": dominant, "deviations": "; ".join(data.deviations),
                "num_train": len(data.train), "num_dev": len(data.dev), "num_test": len(data.test),
-               "cuda_graphs": self.cuda_graphs and self.device.startswith("cuda") and selection is not None,
+               "cuda_graphs": self.cuda_graphs and on_gpu and selection is not None,
                "paired_passes": self.paired_passes and selection is not None,
                "float32_matmul": float32_matmul(self.device)}
         train_time = 0.0

@@ -60,7 +60,7 @@ def test_sweep_markdown_prints_the_committed_table_without_loading_a_model(tmp_p
     assert main(["sweep", str(grid), "--results", str(folder), "--markdown", "--into", str(readme)]) == 0
     text = readme.read_text()
     assert "stale" not in text and "| SST-2 | 50.5 ± 0.7 (2) |" in text and text.endswith("rest\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "g.yaml", "r"]  # no .partial left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "g.yaml", "r"]  # no temporary file left
     assert main(["sweep", str(grid), "--results", str(folder), "--markdown", "--into", str(tmp_path / "no.md")]) == 2
     assert "no.md does not exist" in capsys.readouterr().err
     assert main(["sweep", str(grid), "--results", str(folder), "--into", str(readme)]) == 2

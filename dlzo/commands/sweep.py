@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from ..layers import num_layers
     from ..models import float32_matmul
-    from ..paths import repo_root
+    from ..paths import atomic_write_text, repo_root
     from ..recipes import RunContext
 
     setup_torch(args)
@@ -121,10 +121,8 @@ def run(args: argparse.Namespace) -> int:
         target = Path(args.into)
         if not target.is_file():
             raise DlzoError(f"{args.into} does not exist; pass the Markdown file that holds the table's markers.")
-        updated = replace_marked_block(target.read_text(), block_marker(args.grid), text, name=args.into)
-        partial = target.with_name(target.name + ".partial")  # written whole, then moved over the file
-        partial.write_text(updated)
-        partial.replace(target)
+        atomic_write_text(target, replace_marked_block(target.read_text(), block_marker(args.grid), text,
+                                                       name=args.into))
         print(f"{grid['name']}: table written into {args.into}")
         return 0
     context = RunContext(device=args.device, dtype=args.dtype, data_dir=args.data_dir, progress=False,
