@@ -22,7 +22,10 @@ date; python3 -m dlzo sweep experiments/main_qwen2.5-0.5b.yaml --results /root/r
 # SQuAD/DROP runs hold far more memory than the classification ones (SmolLM2's: ~10 GB a worker on the H200, session
 # 15), so fewer workers there (QWEN_QA_WORKERS); --min-free-gb waits, per run, for what finished runs of the same
 # task and method held (rows' peak_gpu_gib, since session 15), so after the first of each kind no worker starts
-# one into too little memory.
-date; python3 -m dlzo sweep experiments/main_qwen2.5-0.5b.yaml --results /root/res/main_qwen2.5-0.5b \
+# one into too little memory. QWEN_QA_GPUS (e.g. 0,1; default: the GPU qwen.sh was given) spreads these
+# workers round-robin over more GPUs: Qwen's SQuAD/DROP runs are the long pole of the tables once SmolLM2's
+# are done (session 16), so a lease with SmolLM2 finished can give Qwen both GPUs (and SMOL_WORKERS fewer).
+date; CUDA_VISIBLE_DEVICES=${QWEN_QA_GPUS:-${CUDA_VISIBLE_DEVICES:-0}} python3 -m dlzo sweep \
+  experiments/main_qwen2.5-0.5b.yaml --results /root/res/main_qwen2.5-0.5b \
   --run-logs /root/logs/qmain --parallel ${QWEN_QA_WORKERS:-6} --min-free-gb 14 $F
 wait; date; echo QWEN DONE

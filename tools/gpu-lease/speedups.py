@@ -10,7 +10,8 @@ from dlzo.models import load_model
 model, tokenizer = load_model("smollm2-135m", device="cuda", progress=False)
 cases = ("mezo_published_full", "dlzo_full", "dlzo_dominant", "dlzo_full_graphed", "dlzo_dominant_graphed",
          "dlzo_dominant_paired_graphed")
-table = task_speedups(model, tokenizer, ["copa", "sst2", "rte", "boolq"], dominant_layer=11, cases=cases,
+TASKS = ["copa", "sst2", "rte", "boolq", "squad", "drop", "multirc"]  # short to long inputs, as params/full.yaml
+table = task_speedups(model, tokenizer, TASKS, dominant_layer=11, cases=cases,
                       warmup=3, repeats=10)
 table["device"] = "NVIDIA H200"
 table["float32_matmul"] = "ieee"

@@ -1,7 +1,8 @@
 # the quiet bench, then the SmolLM2 chain (and the Qwen chain when Qwen was staged) in the background
 for t in qa multirc; do [ -f .stage/$t.tgz ] && tar xzf .stage/$t.tgz -C /root/data; done  # SQuAD, DROP, MultiRC (carried by this call)
 rm -rf /root/code; cp -r $PWD /root/code; cd /root/code  # the code as of this call
-# a quiet bench first (BENCH=quick ~1.5 min, BENCH=full ~4 min, BENCH=none skips it; nothing else on the box), then the sweeps
+# a quiet bench first (BENCH=quick ~1.5 min, BENCH=full ~6 min, BENCH=speedups the per-task table alone ~2-4 min,
+# BENCH=none skips it; nothing else on the box), then the sweeps
 [ "${BENCH:-quick}" = none ] || grep -q "BENCH DONE" /root/bench.log 2>/dev/null || bash .gpu/bench_bg.sh > /root/bench.log 2>&1
 grep -E "^(dominant|published|dlzo_full|fo_)" /root/bench.log
 NGPU=$(nvidia-smi -L | wc -l)
