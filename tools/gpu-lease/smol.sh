@@ -23,6 +23,9 @@ chain_a() {
   date; echo CHAIN A DONE
 }
 chain_b() {
+  # SMOL_B_GPUS (e.g. 0 on an x2 box) moves chain B to other GPUs than chain A's: in session 16 its 3 first-order
+  # workers (1.6 GB each) finished 3 runs in 25 min, waiting on --min-free-gb behind chain A's SQuAD/DROP workers
+  if [ -n "${SMOL_B_GPUS:-}" ]; then export CUDA_VISIBLE_DEVICES=$SMOL_B_GPUS; fi
   date; python3 -m dlzo sweep experiments/ablations_smollm2.yaml --results /root/res/ablations_smollm2 \
     --run-logs /root/logs/abl --parallel $NB $G
   date; python3 -m dlzo sweep experiments/controls_smollm2.yaml --results /root/res/controls_smollm2 \
