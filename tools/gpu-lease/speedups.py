@@ -6,12 +6,13 @@ import sys
 
 from dlzo.bench import task_speedups
 from dlzo.models import load_model
+from dlzo.notebooks import load_params
 
 model, tokenizer = load_model("smollm2-135m", device="cuda", progress=False)
 cases = ("mezo_published_full", "dlzo_full", "dlzo_dominant", "dlzo_full_graphed", "dlzo_dominant_graphed",
          "dlzo_dominant_paired_graphed")
-TASKS = ["copa", "sst2", "rte", "boolq", "squad", "drop", "multirc"]  # short to long inputs, as params/full.yaml
-table = task_speedups(model, tokenizer, TASKS, dominant_layer=11, cases=cases,
+# notebook 05's tasks, short to long inputs
+table = task_speedups(model, tokenizer, load_params("full")["speedup_tasks"], dominant_layer=11, cases=cases,
                       warmup=3, repeats=10)
 table["device"] = "NVIDIA H200"
 table["float32_matmul"] = "ieee"
