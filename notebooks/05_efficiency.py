@@ -173,9 +173,10 @@ print(speed[["task", "mean_prompt_tokens"]].round(1).to_string(index=False))
 
 # %% [markdown]
 # ## The same on the H200, with CUDA graphs
-# Committed from the H200 run (`dlzo.bench.task_speedups` with the graphed cases, IEEE float32, session 7): one
-# batch of each task, MeZO's published step vs dlzo's full and dominant-layer steps, eager, graphed, and
-# paired + graphed.
+# Committed from the H200 run (`tools/gpu-lease/speedups.py`: `dlzo.bench.task_speedups` with the graphed
+# cases, IEEE float32, the seven task lengths of `params/full.yaml`, medians of 10 after 3 warm-ups, session 17,
+# before any sweep worker started on the box): one batch of 16 of each task, MeZO's published step vs dlzo's
+# full and dominant-layer steps, eager, graphed, and paired + graphed.
 
 # %% tags=["nbval-check-output"]
 if gpu_speedups and (root / gpu_speedups).is_file():
@@ -215,18 +216,25 @@ if gpu_speedups and (root / gpu_speedups).is_file():
 #   tensors (18.6 MiB of rounding); run last, the step's only new live allocation is its fp32 master and
 #   graph state (13.5 MiB) and the rounding is 0.02 MiB. dlzo's full-model step keeps an fp32 master of every
 #   weight for its exact restore (1,081 MB peak vs the published step's 958 MB).
-# * **Input length:** the speed-up over the published step falls from COPA (8 prompt tokens) and SST-2 (11):
-#   7.8x and 8.3x paired graphed, to RTE (86) and BoolQ (146): 2.3x each, as the paper's 4.52x (COPA) to
-#   1.12x (DROP). On long inputs the forwards are real arithmetic and graphs no longer help. Eager, one batch:
-#   COPA 1.8x (a noisy row: its dominant step took 52 ms against SST-2's 36), SST-2 2.8x, RTE 2.1x, BoolQ 2.0x.
+# * **Input length on the H200, all seven task lengths** (the table above, session 17): the paired graphed
+#   layer-11 step is 7.9x faster than the published step on COPA (8 prompt tokens) and 7.5x on SST-2 (11), then
+#   2.3x on RTE (86), 1.9x on BoolQ (146) and SQuAD (183), 1.7x on MultiRC (374) and **1.5x on DROP (375)** —
+#   the paper's 4.52x (COPA) to 1.12x (DROP). Short inputs are launch-bound, which CUDA graphs remove; on long
+#   inputs the forwards are real arithmetic and graphs no longer help (DROP: eager dominant 235 ms, graphed
+#   225, paired graphed 214). Eager, the same batches: COPA 2.7x, SST-2 2.4x, RTE 1.8x, BoolQ 1.7x, SQuAD 1.8x,
+#   MultiRC 1.5x, DROP 1.4x; against dlzo's own eager full-model step 1.22–1.38x, 1.25x on DROP, at the
+#   60/49 floor below. Session 7's four-task run (7.8x, 8.3x, 2.3x, 2.3x paired graphed) agrees within the
+#   noise of one batch's eager rows (its BoolQ published step took 180 ms, this one 146).
 # * **CPU (2 threads, 9 repeats, after the fused perturbation / in-place update of session 4):** published
 #   full 4,521 ms, dlzo full 2,996 ms (1.51x), dominant layer 1,019 ms (0.77x two forwards, 4.4x faster than
 #   published, 2.9x faster than dlzo full).
 # * **Input length on the CPU, all seven task lengths** (the live table above: 2 threads, one training batch
-#   of 16 per task, medians of 5, layer 11): the dominant layer is 4.25x faster than the published full step
-#   on COPA (8 prompt tokens), 3.42x on SST-2 (11), 1.58x on RTE (86), 1.50x on BoolQ (146), 1.47x on SQuAD
-#   (183), 1.46x on MultiRC (374) and **1.24x on DROP (375)** — the paper's 4.52x (COPA) to 1.12x (DROP),
-#   reproduced end to end at 135M. The speed-up has a floor: once the forwards are all of a step, a layer-11
+#   of 16 per task, medians of 5, layer 11; session 17): the dominant layer is 5.18x faster than the published
+#   full step on COPA (8 prompt tokens), 3.78x on SST-2 (11), 1.64x on RTE (86), 1.38x on BoolQ (146), 1.60x on
+#   SQuAD (183), 1.34x on MultiRC (374) and **1.26x on DROP (375)** — the paper's 4.52x (COPA) to 1.12x (DROP),
+#   reproduced end to end at 135M. Between runs on this shared 2-core machine the middle tasks move by about
+#   0.1x (session 16: 4.25x, 3.42x, 1.58x, 1.50x, 1.47x, 1.46x, 1.24x), so BoolQ, SQuAD and MultiRC (1.3–1.6x)
+#   are not ordered among themselves; short against long inputs is. The speed-up has a floor: once the forwards are all of a step, a layer-11
 #   step runs layers 0–10 once and 11–29 twice, 49 layer passes against two full forwards' 60, so it tends to
-#   60/49 = 1.22x (DROP: dominant 47.5 s against the published step's 59.0 s and dlzo full's 58.2 s). The H200 table above stops at BoolQ;
-#   `tools/gpu-lease/speedups.py` now times all seven (`BENCH=speedups`), not yet run.
+#   60/49 = 1.22x (DROP: dominant 48.3 s against the published step's 61.0 s and dlzo full's 59.3 s). On the H200 the
+#   same floor shows against dlzo's eager full step (1.25x on DROP).
