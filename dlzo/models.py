@@ -264,6 +264,38 @@ def resolve_source(name_or_path: str) -> tuple[str, Path | str]:
     return "hub", name_or_path
 
 
+def _not_loaded(name_or_path: str, exc: Exception) -> DlzoError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    return DlzoError(
+        f"Could not load model {name_or_path!r} ({reason[:160]}); use an offline key "
+        f"({', '.join(OFFLINE_MODELS)}), a local folder or .gguf file, or a hub id"
+        + (" with network access (HF_HUB_OFFLINE=1 is set)." if offline else ".")
+    )
+
+
+def layer_count(name_or_path: str) -> int:
+    """The number of decoder layers of a model, read from its config without loading its weights (an
+    every-layer grid's size: ``dlzo sweep GRID --list`` on a 7B model reads a 1 kB file, not 13 GB). Falls back
+    to loading the model on the CPU when the config names no ``num_hidden_layers``."""
+    from transformers import AutoConfig
+
+    try:
+        kind, source = resolve_source(name_or_path)
+        if kind in ("offline", "gguf"):
+            source = _gguf_cached_folder(Path(source))  # converted once, as load_model would
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError, KeyError) as exc:
+        raise _not_loaded(name_or_path, exc) from None
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    count = getattr(text, "num_hidden_layers", None)
+    if isinstance(count, int) and count > 0:
+        return count
+    from .layers import num_layers
+
+    return num_layers(load_model(name_or_path)[0])
+
+
 def load_model(
     name_or_path: str = DEFAULT_MODEL,
     dtype: str | torch.dtype | None = "float32",
@@ -293,13 +325,7 @@ def load_model(
             tokenizer = AutoTokenizer.from_pretrained(source)
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        raise DlzoError(
-            f"Could not load model {name_or_path!r} ({reason[:160]}); use an offline key "
-            f"({', '.join(OFFLINE_MODELS)}), a local folder or .gguf file, or a hub id"
-            + (" with network access (HF_HUB_OFFLINE=1 is set)." if offline else ".")
-        ) from None
+        raise _not_loaded(name_or_path, exc) from None
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()

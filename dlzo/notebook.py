@@ -86,7 +86,7 @@ def grid_results(grid_file: str, recompute: bool = False, output_dir: str = ".",
     import pandas as pd
 
     from .experiments import ResultsStore, grid_runs, grid_search_seeds, load_grid, run_grid
-    from .layers import num_layers
+    from .models import layer_count
     from .paths import repo_root
     from .recipes import RunContext
 
@@ -97,6 +97,6 @@ def grid_results(grid_file: str, recompute: bool = False, output_dir: str = ".",
     store = ResultsStore(((root / output_dir) if recompute else root) / "results" / grid["name"])
     if recompute:
         context = RunContext(device=device or None, dtype=dtype)
-        run_grid(grid_runs(grid, layers_of=lambda m: num_layers(context.model(m)[0])), store, context.run,
+        run_grid(grid_runs(grid, layers_of=layer_count), store, context.run,
                  progress=progress, lr_search_seeds=grid_search_seeds(grid))
     return grid, store.table()

@@ -75,3 +75,47 @@ def test_the_gguf_conversion_bar_follows_the_progress_switch():
     with pytest.raises(RuntimeError), models._gguf_conversion_bar(progress=False):
         raise RuntimeError("a failed conversion")
     assert gguf_utils.tqdm is original  # restored even then
+
+
+def _no_weights(monkeypatch):
+    """Make any weight loading fail the test: layer_count must read the config alone."""
+    import transformers
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("layer_count loaded a model's weights")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
+
+
+def test_layer_count_reads_the_config_without_loading_weights(tmp_path, monkeypatch):
+    from transformers import AutoConfig
+    from zo_helpers import tiny_llama
+
+    from dlzo.layers import num_layers
+
+    model = tiny_llama(num_hidden_layers=5)
+    model.save_pretrained(tmp_path / "five")
+    assert num_layers(model) == 5
+    _no_weights(monkeypatch)
+    assert models.layer_count(str(tmp_path / "five")) == 5
+    # a multimodal config counts its text model's layers (Gemma 3's text_config, as in get_text_config)
+    config = AutoConfig.for_model("gemma3", text_config={"num_hidden_layers": 7})
+    config.save_pretrained(tmp_path / "gemma3")
+    assert models.layer_count(str(tmp_path / "gemma3")) == 7
+
+
+def test_layer_count_errors_are_one_sentence(tmp_path, monkeypatch):
+    with pytest.raises(DlzoError, match="Unknown model key 'smollm2-136m'; did you mean 'smollm2-135m'"):
+        models.layer_count("smollm2-136m")
+    with pytest.raises(DlzoError, match="has no config.json"):
+        models.layer_count(str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DlzoError, match="^Could not load model 'nobody-here/not-a-model-xyz'"):
+        models.layer_count("nobody-here/not-a-model-xyz")
+
+
+@pytest.mark.real_model
+def test_layer_count_of_the_default_model_matches_its_loaded_layers(monkeypatch):
+    load_model("smollm2-135m")  # the GGUF is converted once into the cache; layer_count reads that config
+    _no_weights(monkeypatch)
+    assert models.layer_count("smollm2-135m") == 30

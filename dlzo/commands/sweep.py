@@ -99,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
         plan_lr_search,
         run_grid,
     )
-    from ..layers import num_layers
-    from ..models import float32_matmul
+    from ..models import float32_matmul, layer_count
     from ..paths import atomic_write_text, repo_root
     from ..recipes import RunContext
 
@@ -137,10 +136,8 @@ def run(args: argparse.Namespace) -> int:
         raise DlzoError(f"{folder} holds runs made with other numerics ({mismatch}); run with the settings of "
                         "those rows (--dtype, --tf32) or into another --results folder.")
     search_seeds = grid_search_seeds(grid)
-    if args.adopt:  # before any worker starts; an every-layer grid loads its model on the CPU to count layers
-        counter = RunContext(device="cpu", dtype=args.dtype)
-        every = grid_runs(grid, layers_of=lambda name: num_layers(counter.model(name)[0]))
-        del counter
+    if args.adopt:  # before any worker starts (an every-layer grid reads its models' layer counts from their configs)
+        every = grid_runs(grid, layers_of=layer_count)
         keys = {r.key for r in every}
         for source in args.adopt:
             theirs = [r for r in ResultsStore(source).rows() if r.get("key") in keys]
@@ -159,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{grid['name']}: adopted {number} finished runs from {source}")
     if args.parallel > 1:
         return _run_parallel(args, folder)
-    runs = grid_runs(grid, layers_of=lambda name: num_layers(context.model(name)[0]))
+    runs = grid_runs(grid, layers_of=layer_count)  # --list loads no model
     before_run = None
     if args.min_free_gb is not None:  # and more for a kind of run that has held more (rows' peak_gpu_gib)
         before_run = memory_gate(args.min_free_gb, context.device, store.rows)
