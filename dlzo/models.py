@@ -264,6 +264,14 @@ def resolve_source(name_or_path: str) -> tuple[str, Path | str]:
     return "hub", name_or_path
 
 
+def _pretrained_source(name_or_path: str, progress: bool = False) -> Path | str:
+    """What ``from_pretrained`` reads for a model reference: its folder or hub id (a GGUF file's converted folder)."""
+    kind, source = resolve_source(name_or_path)
+    if kind in ("offline", "gguf"):
+        source = _gguf_cached_folder(Path(source), progress=progress)
+    return source
+
+
 def _not_loaded(name_or_path: str, exc: Exception) -> DlzoError:
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
@@ -281,10 +289,7 @@ def layer_count(name_or_path: str) -> int:
     from transformers import AutoConfig
 
     try:
-        kind, source = resolve_source(name_or_path)
-        if kind in ("offline", "gguf"):
-            source = _gguf_cached_folder(Path(source))  # converted once, as load_model would
-        config = AutoConfig.from_pretrained(source)
+        config = AutoConfig.from_pretrained(_pretrained_source(name_or_path))  # a GGUF converted once, as loading does
     except (OSError, ValueError, KeyError) as exc:
         raise _not_loaded(name_or_path, exc) from None
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
@@ -317,9 +322,7 @@ def load_model(
     if not progress:
         hf_logging.disable_progress_bar()
     try:
-        kind, source = resolve_source(name_or_path)
-        if kind in ("offline", "gguf"):
-            source = _gguf_cached_folder(Path(source), progress=progress)
+        source = _pretrained_source(name_or_path, progress=progress)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tokenizer = AutoTokenizer.from_pretrained(source)

@@ -136,9 +136,9 @@ def run(args: argparse.Namespace) -> int:
         raise DlzoError(f"{folder} holds runs made with other numerics ({mismatch}); run with the settings of "
                         "those rows (--dtype, --tf32) or into another --results folder.")
     search_seeds = grid_search_seeds(grid)
-    if args.adopt:  # before any worker starts (an every-layer grid reads its models' layer counts from their configs)
-        every = grid_runs(grid, layers_of=layer_count)
-        keys = {r.key for r in every}
+    runs = grid_runs(grid, layers_of=layer_count)  # an every-layer grid reads its layer counts from configs, no weights
+    if args.adopt:  # before any worker starts
+        keys = {r.key for r in runs}
         for source in args.adopt:
             theirs = [r for r in ResultsStore(source).rows() if r.get("key") in keys]
             mismatch = numeric_mismatch(theirs, *numerics)
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
                                 "made with the settings of this sweep.")
         adopted = dict.fromkeys(args.adopt, 0)
         while True:  # with lr_search_seeds, adopted search rows may decide an lr and so ready more runs to adopt
-            ready = {r.key for r in plan_lr_search(every, search_seeds, store.rows()).ready}
+            ready = {r.key for r in plan_lr_search(runs, search_seeds, store.rows()).ready}
             copied = {source: store.adopt(source, ready) for source in args.adopt}
             if not any(copied.values()):
                 break
@@ -156,7 +156,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"{grid['name']}: adopted {number} finished runs from {source}")
     if args.parallel > 1:
         return _run_parallel(args, folder)
-    runs = grid_runs(grid, layers_of=layer_count)  # --list loads no model
     before_run = None
     if args.min_free_gb is not None:  # and more for a kind of run that has held more (rows' peak_gpu_gib)
         before_run = memory_gate(args.min_free_gb, context.device, store.rows)
