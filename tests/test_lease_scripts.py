@@ -68,3 +68,24 @@ def test_merge_names_existing_grids():
     grids = {p.stem for p in (ROOT / "experiments").glob("*.yaml")}
     assert set(namespace["LOG_DIRS"].values()) <= grids
     assert set(namespace["BACKFILL"]) | set(namespace["BACKFILL"].values()) <= grids
+
+
+def test_merge_reads_a_lease_folder_like_the_results_store(tmp_path):
+    """merge.py's rows come from ``ResultsStore.rows``: every shard (not failed.jsonl), a line torn by the tar of
+    a running sweep skipped, the first row of a key kept."""
+    import importlib.util
+    import json
+    import warnings
+
+    spec = importlib.util.spec_from_file_location("lease_merge", LEASE / "merge.py")
+    merge = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(merge)
+    (tmp_path / "shard-0.jsonl").write_text(
+        json.dumps({"key": "a", "test_score": 1}) + "\n" + json.dumps({"key": "b", "test_score": 2}) + "\n")
+    (tmp_path / "shard-1.jsonl").write_text(
+        json.dumps({"key": "a", "test_score": 9}) + "\n" + '{"key": "c", "test_sc')  # torn mid-write
+    (tmp_path / "failed.jsonl").write_text(json.dumps({"key": "d", "error": "x"}) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # merge.py reads torn lines quietly
+        rows = merge.rows_of(tmp_path)
+    assert {key: row["test_score"] for key, row in rows.items()} == {"a": 1, "b": 2}

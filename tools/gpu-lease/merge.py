@@ -30,15 +30,19 @@ BENCH = {"bench_fp32.json": "bench_smollm2-135m_h200_fp32.json", "bench_tf32.jso
 
 
 def rows_of(folder: Path) -> dict:
-    rows = {}
-    for shard in sorted(folder.glob("shard-*.jsonl")):  # not failed.jsonl (runs that failed, --keep-going)
-        for line in shard.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by the tar of a running sweep
-            rows.setdefault(row["key"], row)
-    return rows
+    """A results folder's rows by run key, the first row of a key kept (``ResultsStore.rows``: its shards, not
+    failed.jsonl; a line torn by the tar of a running sweep is skipped, here without its warning)."""
+    import warnings
+
+    from dlzo.experiments import ResultsStore
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = ResultsStore(folder).rows()
+    by_key = {}
+    for row in rows:
+        by_key.setdefault(row["key"], row)
+    return by_key
 
 
 def logged_curve(log: Path) -> tuple[str, int | None] | None:
