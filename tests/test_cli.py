@@ -89,18 +89,13 @@ def test_outliers_command_reports_when_no_layer_qualifies(capsys):
 def test_sweep_list_of_an_every_layer_grid_loads_no_weights(tmp_path, capsys, monkeypatch):
     """``--list`` (and ``--adopt``) size an every-layer grid from the models' configs: listing a 7B grid must
     not read 13 GB of weights onto the CPU."""
-    import transformers
-    from zo_helpers import tiny_llama
+    from zo_helpers import forbid_weight_loading, tiny_llama
 
     tiny_llama(num_hidden_layers=3).save_pretrained(tmp_path / "m")
     grid = tmp_path / "g.yaml"
     grid.write_text(f"name: g\nmodels: ['{tmp_path / 'm'}']\ntasks: [sst2]\nseeds: [0, 1]\nmethods:\n"
                     "  layer: {each_layer: true, lr: 1.0e-3}\n")
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the sweep loaded a model's weights")
-
-    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
+    forbid_weight_loading(monkeypatch)
     other = tmp_path / "other"
     other.mkdir()
     (other / "shard-0.jsonl").write_text("")  # a grid folder with no finished runs yet

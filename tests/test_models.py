@@ -77,26 +77,16 @@ def test_the_gguf_conversion_bar_follows_the_progress_switch():
     assert gguf_utils.tqdm is original  # restored even then
 
 
-def _no_weights(monkeypatch):
-    """Make any weight loading fail the test: layer_count must read the config alone."""
-    import transformers
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("layer_count loaded a model's weights")
-
-    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
-
-
 def test_layer_count_reads_the_config_without_loading_weights(tmp_path, monkeypatch):
     from transformers import AutoConfig
-    from zo_helpers import tiny_llama
+    from zo_helpers import forbid_weight_loading, tiny_llama
 
     from dlzo.layers import num_layers
 
     model = tiny_llama(num_hidden_layers=5)
     model.save_pretrained(tmp_path / "five")
     assert num_layers(model) == 5
-    _no_weights(monkeypatch)
+    forbid_weight_loading(monkeypatch)
     assert models.layer_count(str(tmp_path / "five")) == 5
     # a multimodal config counts its text model's layers (Gemma 3's text_config, as in get_text_config)
     config = AutoConfig.for_model("gemma3", text_config={"num_hidden_layers": 7})
@@ -116,6 +106,8 @@ def test_layer_count_errors_are_one_sentence(tmp_path, monkeypatch):
 
 @pytest.mark.real_model
 def test_layer_count_of_the_default_model_matches_its_loaded_layers(monkeypatch):
+    from zo_helpers import forbid_weight_loading
+
     load_model("smollm2-135m")  # the GGUF is converted once into the cache; layer_count reads that config
-    _no_weights(monkeypatch)
+    forbid_weight_loading(monkeypatch)
     assert models.layer_count("smollm2-135m") == 30

@@ -18,6 +18,17 @@ def tiny_llama(seed: int = 0, dtype: torch.dtype = torch.float32, **overrides) -
     return model.to(dtype).eval()
 
 
+def forbid_weight_loading(monkeypatch) -> None:
+    """Make any ``AutoModelForCausalLM.from_pretrained`` fail the test: code that should read a model's config
+    alone (``dlzo.models.layer_count``, ``dlzo sweep --list``) must not load its weights."""
+    import transformers
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model's weights were loaded")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
+
+
 def token_examples(n: int = 64, length: int = 12, vocab: int = 128, seed: int = 0) -> list[dict]:
     """Sequences with a learnable pattern: token t+1 = (token t + step) mod vocab, a per-sequence step in 1..3."""
     gen = torch.Generator().manual_seed(seed)
