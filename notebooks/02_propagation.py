@@ -391,8 +391,8 @@ else:
 # sweep used one learning rate (1e-3) for every layer, so a layer with a larger `|g|` also took larger ZO-SGD
 # steps; a per-layer learning-rate sweep would separate signal quality from step size.
 #
-# **First order has no dominant layer here, as the paper says.** (`results/fo_layer_sweep_smollm2`, H200: 185
-# of 186 runs — 3 seeds on every layer at both lrs, one full-AdamW run of seed 2 left.) Every layer trained alone
+# **First order has no dominant layer here, as the paper says.** (`results/fo_layer_sweep_smollm2`, H200, complete:
+# 186 of 186 runs — 3 seeds on every layer and on full AdamW, each at both lrs.) Every layer trained alone
 # with AdamW reaches a mean of 81.1–85.9% on SST-2 (layer 11: 85.4; full AdamW 86.2), a flat band a few points wide, where ZO's single layers span 51.6% (layer 0,
 # zero-shot level) to 81.7% (layer 17) with a hump over the middle. The choice of layer matters for ZO and
 # hardly at all for first order on this model; which layer is best for ZO is the open question above, not
