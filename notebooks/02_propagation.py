@@ -336,8 +336,7 @@ print("sweep relation:", "computed" if relation is not None else "not available 
 fo_table = ResultsStore(repo_root() / "results" / "fo_layer_sweep_smollm2").table()
 if model == "smollm2-135m" and task == "sst2" and len(fo_table) and len(sweep_table):
     fo = sweep_runs(select_lr(fo_table, by="dev_score"), task=task)
-    zo = sweep_runs(sweep_table, task=task)
-    curves = {"ZO (MeZO-SGD, lr 1e-3)": layer_summary(zo), "first order (AdamW, lr on dev)": layer_summary(fo)}
+    curves = {"ZO (MeZO-SGD, lr 1e-3)": layer_summary(sweep), "first order (AdamW, lr on dev)": layer_summary(fo)}
     ax = plot_layer_curves(curves, strict_layer, ylabel=f"{task} test accuracy (%)")
     save_figure(ax.figure, "02_fo_vs_zo_layers", out / "figures")
     plt.show()
