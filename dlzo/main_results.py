@@ -11,6 +11,9 @@ The paper's main claim is a comparison of averages over nine tasks; ours is made
   random layer", per task and pooled over tasks (Wilcoxon signed-rank, bootstrap CI of the mean
   difference; :func:`dlzo.stats.paired_comparison`);
 * :func:`pooled_claims` — the same tests pooled over grids of one design (e.g. two models);
+* :func:`equivalence_tests` — "matches" tested as a claim of its own: two one-sided tests (TOST) that the
+  dominant layer is within ±margin points of full MeZO, per grid and pooled over grids, with the tightest
+  margin the data supports (:func:`dlzo.stats.paired_equivalence`);
 * :func:`step_zero_picks` — the trained runs whose lowest-dev-loss checkpoint was the untouched model (they
   report zero-shot), and, where a row carries its ``dev_curve``, whether a later checkpoint scored higher;
 * :data:`PAPER_AVERAGES` — the paper's nine-task averages (LLaMA2-7B, Qwen3-8B), shown for context only;
@@ -28,7 +31,7 @@ import pandas as pd
 
 from .errors import DlzoError
 from .experiments import grid_runs, grid_search_seeds, plan_lr_search, select_lr
-from .stats import COMPARISON_COLUMNS, format_mean_std, paired_comparison_if_possible
+from .stats import COMPARISON_COLUMNS, format_mean_std, paired_comparison_if_possible, paired_equivalence
 
 # the table's column order: no training, first order, full-model ZO, the paper's method and its controls
 METHOD_ORDER = ("zero_shot", "fo_full", "mezo_full", "mezo_lora", "sparse_mezo", "dominant", "dominant_lora",
@@ -154,6 +157,35 @@ def pooled_claims(tables: dict[str, pd.DataFrame], claims=CLAIMS, metric: str = 
     pooled = tests[tests["task"] == "all"].drop(columns="task")
     models = ", ".join(dict.fromkeys(table["model"])) if "model" in table else ""
     return pooled.assign(grids=" + ".join(tables), models=models).reset_index(drop=True)
+
+
+def equivalence_tests(tables: dict[str, pd.DataFrame], margins=(1.0, 2.0), a: str = "dominant",
+                      against=("mezo_full", "random_layer"), metric: str = "test_score",
+                      alpha: float = 0.05) -> pd.DataFrame:
+    """Does ``a`` match each method of ``against`` within ±margin points? One row per method, grid (every
+    (task, seed) pair of it) and margin, and for several grids one over all of them (``grids`` joined by
+    " + "); grids without paired runs of both methods are left out. Columns: grids, a, b, n_pairs, mean_diff,
+    ci_low / ci_high (the ``1 − 2·alpha`` bootstrap CI), smallest_margin, margin, p_value (TOST), equivalent."""
+    if not tables:
+        raise DlzoError("Pass at least one grid's results to test.")
+    groups = dict(tables)
+    if len(tables) > 1:
+        groups[" + ".join(tables)] = pd.concat(list(tables.values()), ignore_index=True)
+    rows = []
+    for b in against:
+        for name, table in groups.items():
+            _check(table)
+            if not {a, b} <= set(table["method"]):
+                continue
+            for margin in margins:
+                try:
+                    result = paired_equivalence(table, a, b, margin, ["model", "task", "seed"], metric, alpha)
+                except DlzoError:  # no (task, seed) has both methods yet
+                    break
+                rows.append({"grids": name, **result})
+    columns = ["grids", "a", "b", "n_pairs", "mean_diff", "ci_low", "ci_high", "smallest_margin", "margin",
+               "p_value", "equivalent"]
+    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
 
 
 def coverage(table: pd.DataFrame, grid_runs: list) -> pd.DataFrame:

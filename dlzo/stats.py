@@ -3,7 +3,9 @@
 "Dominant layer matches or exceeds full MeZO" is a claim about *paired* runs (same model, task and
 seed). :func:`paired_comparison` pairs two methods' runs, reports the mean paired difference with a
 bootstrap confidence interval, and a Wilcoxon signed-rank test (scipy) in the direction asked. A
-one-sided test that fails to reject does not show equivalence: read it with the CI.
+one-sided test that fails to reject does not show equivalence: read it with the CI, or test "matches"
+itself with :func:`equivalence_test` / :func:`paired_equivalence` (two one-sided tests against a margin
+stated in advance).
 """
 
 from __future__ import annotations
@@ -50,6 +52,32 @@ def wilcoxon(differences, alternative: str = "two-sided") -> tuple[float, float]
         return 0.0, 1.0
     res = sps.wilcoxon(d, zero_method="zsplit", alternative=alternative)
     return float(res.statistic), float(res.pvalue)
+
+
+def equivalence_test(differences, margin: float, alpha: float = 0.05, seed: int = 0) -> dict:
+    """Two one-sided tests (TOST) that paired differences lie within ``±margin``: "A matches B" as a claim.
+
+    H0 is "the difference is at most −margin or at least +margin"; it is rejected at level ``alpha`` when both
+    Wilcoxon signed-rank tests reject: ``d + margin > 0`` (``p_lower``) and ``d − margin < 0`` (``p_upper``);
+    ``p_value`` is the larger of the two. As with any Wilcoxon test the location tested is the differences'
+    pseudo-median. Beside it, the ``1 − 2·alpha`` bootstrap CI of the mean difference (90% for alpha 0.05, the
+    interval TOST corresponds to) and ``smallest_margin``, the tightest ``±margin`` that CI fits in: the
+    margin a reader can claim equivalence at, whatever margin was asked.
+    """
+    if not margin > 0:
+        raise DlzoError(f"The equivalence margin must be a positive number of points, not {margin!r}.")
+    if not 0 < alpha < 0.5:
+        raise DlzoError(f"alpha must lie between 0 and 0.5, not {alpha!r}.")
+    d = np.asarray(differences, dtype=float)
+    if d.size == 0:
+        raise DlzoError("No paired runs to test.")
+    _, p_lower = wilcoxon(d + margin, "greater")
+    _, p_upper = wilcoxon(d - margin, "less")
+    low, high = bootstrap_ci(d, confidence=1 - 2 * alpha, seed=seed)
+    p = max(p_lower, p_upper)
+    return {"n_pairs": int(d.size), "mean_diff": float(d.mean()), "margin": float(margin), "p_lower": p_lower,
+            "p_upper": p_upper, "p_value": p, "equivalent": bool(p < alpha), "ci_low": low, "ci_high": high,
+            "ci_level": 1 - 2 * alpha, "smallest_margin": float(max(abs(low), abs(high)))}
 
 
 def pair_runs(df: pd.DataFrame, method_a: str, method_b: str, pair_on: list[str], value: str = "test_score",
@@ -119,3 +147,15 @@ def comparison_table(df: pd.DataFrame, pairs: list[tuple[str, str, str]], pair_o
     """Several :func:`paired_comparison` results, one row each; ``pairs`` holds (a, b, alternative)."""
     rows = [paired_comparison(df, a, b, pair_on, value, alt) for a, b, alt in pairs]
     return pd.DataFrame(rows)
+
+
+def paired_equivalence(df: pd.DataFrame, method_a: str, method_b: str, margin: float,
+                       pair_on: list[str] | None = None, value: str = "test_score", alpha: float = 0.05,
+                       method_col: str = "method") -> dict:
+    """:func:`equivalence_test` of method A against method B over paired runs (default pairs: model, task,
+    seed): does A match B within ``±margin`` points?"""
+    pair_on = pair_on or ["model", "task", "seed"]
+    paired = pair_runs(df, method_a, method_b, pair_on, value, method_col)
+    if paired.empty:
+        raise DlzoError(f"No unit has runs of both {method_a!r} and {method_b!r}; check the grid.")
+    return {"a": method_a, "b": method_b, **equivalence_test(paired["diff"], margin, alpha)}

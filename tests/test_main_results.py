@@ -14,6 +14,7 @@ from dlzo.main_results import (
     claim_tests,
     claims_markdown,
     coverage,
+    equivalence_tests,
     grid_markdown,
     markdown_table,
     method_table,
@@ -184,6 +185,24 @@ def test_pooled_claims_pair_every_model_task_and_seed_of_all_grids():
     assert "task" not in pooled
     with pytest.raises(DlzoError, match="at least one"):
         pooled_claims({})
+
+
+def test_equivalence_tests_per_grid_and_pooled_per_margin_and_method():
+    small = results()  # dominant − full MeZO: +2 on every seed of sst2
+    big = results().assign(model="b", test_score=lambda d: d["test_score"] + (d["method"] == "mezo_full") * 4.0)
+    tests = equivalence_tests({"small": small, "big": big}, margins=(1.0, 3.0))
+    full = tests[tests.b == "mezo_full"].set_index(["grids", "margin"])
+    assert list(dict.fromkeys(full.index.get_level_values(0))) == ["small", "big", "small + big"]
+    assert full.loc[("small", 1.0), "mean_diff"] == pytest.approx(2.0) and not full.loc[("small", 1.0), "equivalent"]
+    assert full.loc[("small + big", 3.0), "n_pairs"] == 6 and full.loc[("small + big", 3.0), "mean_diff"] == 0.0
+    assert full.loc[("small", 1.0), "smallest_margin"] == pytest.approx(2.0)  # every difference is +2
+    # 3 pairs cannot reach p < 0.05 in a one-sided Wilcoxon test: never equivalent, whatever the margin
+    assert not full.loc[("small", 3.0), "equivalent"] and full.loc[("small", 3.0), "p_value"] == pytest.approx(0.125)
+    assert set(tests.b) == {"mezo_full", "random_layer"} and set(tests.a) == {"dominant"}
+    only_copa = results()[lambda d: d.task == "copa"]  # no full MeZO runs: the grid is left out
+    assert equivalence_tests({"copa": only_copa}).empty
+    with pytest.raises(DlzoError, match="at least one"):
+        equivalence_tests({})
 
 
 def test_ordered_methods_puts_the_papers_methods_first_then_the_rest_as_given():
