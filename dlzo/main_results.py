@@ -183,9 +183,8 @@ def equivalence_tests(tables: dict[str, pd.DataFrame], margins=(1.0, 2.0), a: st
                 except DlzoError:  # no (task, seed) has both methods yet
                     break
                 rows.append({"grids": name, **result})
-    columns = ["grids", "a", "b", "n_pairs", "mean_diff", "ci_low", "ci_high", "smallest_margin", "margin",
-               "p_value", "equivalent"]
-    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    return pd.DataFrame(rows, columns=["grids", "a", "b", "n_pairs", "mean_diff", "ci_low", "ci_high",
+                                       "smallest_margin", "margin", "p_value", "equivalent"])
 
 
 def coverage(table: pd.DataFrame, grid_runs: list) -> pd.DataFrame:

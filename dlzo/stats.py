@@ -96,6 +96,15 @@ def pair_runs(df: pd.DataFrame, method_a: str, method_b: str, pair_on: list[str]
     return paired
 
 
+def _paired_or_refuse(df: pd.DataFrame, method_a: str, method_b: str, pair_on: list[str] | None, value: str,
+                      method_col: str) -> pd.DataFrame:
+    """:func:`pair_runs` on (model, task, seed) unless told otherwise, refusing a comparison with no pair."""
+    paired = pair_runs(df, method_a, method_b, pair_on or ["model", "task", "seed"], value, method_col)
+    if paired.empty:
+        raise DlzoError(f"No unit has runs of both {method_a!r} and {method_b!r}; check the grid.")
+    return paired
+
+
 COMPARISON_COLUMNS = ("a", "b", "n_pairs", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high", "wins", "ties",
                       "losses", "alternative", "wilcoxon_stat", "p_value")  # the keys of paired_comparison
 
@@ -108,10 +117,7 @@ def paired_comparison(df: pd.DataFrame, method_a: str, method_b: str, pair_on: l
     ``alternative="greater"`` tests H1: A > B; ``"less"`` H1: A < B (a small p means A is worse, so a large
     p with a CI around 0 is what "A matches B" looks like).
     """
-    pair_on = pair_on or ["model", "task", "seed"]
-    paired = pair_runs(df, method_a, method_b, pair_on, value, method_col)
-    if paired.empty:
-        raise DlzoError(f"No unit has runs of both {method_a!r} and {method_b!r}; check the grid.")
+    paired = _paired_or_refuse(df, method_a, method_b, pair_on, value, method_col)
     stat, p = wilcoxon(paired["diff"], alternative)
     low, high = bootstrap_ci(paired["diff"], confidence)
     return {
@@ -154,8 +160,5 @@ def paired_equivalence(df: pd.DataFrame, method_a: str, method_b: str, margin: f
                        method_col: str = "method") -> dict:
     """:func:`equivalence_test` of method A against method B over paired runs (default pairs: model, task,
     seed): does A match B within ``±margin`` points?"""
-    pair_on = pair_on or ["model", "task", "seed"]
-    paired = pair_runs(df, method_a, method_b, pair_on, value, method_col)
-    if paired.empty:
-        raise DlzoError(f"No unit has runs of both {method_a!r} and {method_b!r}; check the grid.")
+    paired = _paired_or_refuse(df, method_a, method_b, pair_on, value, method_col)
     return {"a": method_a, "b": method_b, **equivalence_test(paired["diff"], margin, alpha)}

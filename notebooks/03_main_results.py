@@ -192,12 +192,13 @@ for name, table in tuned.items():
 
 # %% tags=["nbval-check-output"]
 designs = {"one lr per method": pooled_grids, "lr searched on dev per task": pooled_tuned_grids}
+design_tables = {}  # design -> {grid name: its lr-picked table above}, for the equivalence tests below too
 for design, paths in designs.items():
     if not paths:
         continue
     if set(paths) - set(names):
         raise DlzoError(f"{sorted(set(paths) - set(names))} (pooled, {design}) are not in main_grids; add them there.")
-    pooled = {names[path]: tuned[names[path]] for path in paths}  # the lr-picked tables above
+    pooled = design_tables[design] = {names[path]: tuned[names[path]] for path in paths}
     print(f"{design} ({' + '.join(pooled)}):")
     print(pooled_claims(pooled)[["a", "b", "alternative", "n_pairs", "mean_a", "mean_b", "mean_diff", "ci_low",
                                  "ci_high", "wins", "losses", "p_value"]].round(3).to_string(index=False), end="\n\n")
@@ -216,10 +217,7 @@ for design, paths in designs.items():
 # %% tags=["nbval-check-output"]
 cols = ["grids", "b", "n_pairs", "mean_diff", "ci_low", "ci_high", "smallest_margin", "margin", "p_value",
         "equivalent"]
-for design, paths in designs.items():
-    if not paths:
-        continue
-    tables = {names[path]: tuned[names[path]] for path in paths}
+for design, tables in design_tables.items():
     print(f"{design}: dominant layer within ±margin of ...")
     tests = equivalence_tests(tables, equivalence_margins, "dominant", ("mezo_full", "random_layer"))
     print(tests[cols].round(3).to_string(index=False), end="\n\n")
