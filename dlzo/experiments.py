@@ -606,6 +606,23 @@ def _best_lrs(df: pd.DataFrame, by: str, group: list[str], higher_is_better: boo
     return means.drop_duplicates(group, keep="first")[group + ["lr"]]
 
 
+def seeds_with_every_lr(df: pd.DataFrame, group: list[str] | None = None) -> list[int]:
+    """The seeds on which every lr of every (model, task, method, options) group has a row.
+
+    An lr grid that is still running holds some lrs on more seeds than others; picking the lr on the mean
+    over whatever seeds each lr has would compare unequal samples. Choosing (and scoring) on these seeds
+    keeps the comparison even; once the grid is complete they are all its seeds.
+    """
+    if df.empty:
+        return []
+    if "seed" not in df or "lr" not in df:
+        raise DlzoError("The results table needs 'seed' and 'lr' columns to find the seeds every lr has run on.")
+    group = group or [c for c in ("model", "task", "method", "options") if c in df]
+    cells = df.groupby(group + ["lr"], dropna=False)["seed"].agg(lambda seeds: frozenset(seeds.tolist()))
+    common = frozenset.intersection(*cells.tolist())
+    return sorted(int(seed) for seed in common)
+
+
 def select_lr(df: pd.DataFrame, by: str = "dev_score", group: list[str] | None = None,
               higher_is_better: bool | None = None, on_seeds: list[int] | None = None) -> pd.DataFrame:
     """Keep, per (model, task, method, options), the runs of the lr whose mean ``by`` over seeds is best on dev.

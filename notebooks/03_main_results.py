@@ -27,8 +27,7 @@
 # * `experiments/main_core_smollm2.yaml` — SmolLM2-135M (dominant layer 11), **complete (84 runs)**: the
 #   seven classification tasks × {zero-shot, full MeZO, dominant layer, random layer} × 3 seeds, one lr per
 #   method from the SST-2 probe (1e-3 single layer, 1e-5 full MeZO), **not** tuned per task.
-# * `experiments/main_smollm2.yaml` — the full protocol on SmolLM2-135M, **271 of 279 runs, the seven
-#   classification tasks complete, SQuAD/DROP seed 0 done, 8 runs of seeds 1–2 left**: nine tasks ×
+# * `experiments/main_smollm2.yaml` — the full protocol on SmolLM2-135M, **complete (279 runs)**: nine tasks ×
 #   {zero-shot, first-order AdamW, full MeZO, MeZO-LoRA, Sparse-MeZO, dominant layer, dominant layer + LoRA,
 #   random layer} × 3 seeds, each method's lr picked on dev per task from a two-value grid, on seed 0 (the
 #   grid's `lr_search_seeds`; the other seeds run at the picked lr). It holds the core's runs (adopted: same
@@ -37,11 +36,9 @@
 #   **complete (84 runs)**, one lr per method from its SST-2 probe (1e-5 single layer, 1e-6 full MeZO; TF32
 #   products).
 # * `experiments/main_qwen2.5-0.5b.yaml` — the full protocol on Qwen2.5-0.5B, as `main_smollm2`: nine tasks ×
-#   the eight methods × 3 seeds, each method's lr picked on dev per task on seed 0. **269 of 279 runs, the
-#   seven classification tasks complete**: the 105 of `experiments/main_core_tuned_qwen2.5-0.5b.yaml` (the
+#   the eight methods × 3 seeds, each method's lr picked on dev per task on seed 0. **Complete (279 runs)**: the 105 of `experiments/main_core_tuned_qwen2.5-0.5b.yaml` (the
 #   seven-task core with the lr picked from {probe lr, 3× probe lr}, itself holding the one-lr core's runs),
-#   first-order AdamW, MeZO-LoRA, Sparse-MeZO and LoRA on the dominant layer; SQuAD seeds 0–2 for every method
-#   but Sparse-MeZO (0–1), DROP seed 0 for every method (seed 1 for three) so far.
+#   first-order AdamW, MeZO-LoRA, Sparse-MeZO and LoRA on the dominant layer, SQuAD and DROP.
 # * First-order AdamW (`fo_full`) follows MeZO's FO protocol: 5 epochs at batch 8 with a dev evaluation after
 #   each epoch (`epochs: 5`). Until session 13 the grids evaluated it every 500 of its 625 steps; full
 #   fine-tuning grows over-confident by then (dev loss up, accuracy held), step 500 lost to step 0 on dev
@@ -188,7 +185,7 @@ for name, table in tuned.items():
 # The grids of `pooled_grids` (some of `main_grids`) share one design (same methods, one lr per method, same steps), so their
 # (model, task, seed) pairs can be tested together: does the claim hold across models, not only on one? The grids
 # of `pooled_tuned_grids` share the other design (each method's lr searched on dev per task): tested together too,
-# over the pairs they have so far.
+# over the pairs they have.
 
 # %% tags=["nbval-check-output"]
 designs = {"one lr per method": pooled_grids, "lr searched on dev per task": pooled_tuned_grids}
@@ -267,21 +264,22 @@ display(PAPER_AVERAGES)
 #   (BoolQ 57.5 → 57.6–59.3; MultiRC 55.8 → 53.4–56.4). The paper's +2 points at 7B are not a regime a 135M
 #   model reaches.
 #
-# **SmolLM2-135M, the full protocol so far (`main_smollm2`, 271 of 279 planned runs, the seven classification
-# tasks complete, SQuAD/DROP seed 0 of every method):** with each method's lr picked on seed 0's dev score, the
-# picture does not change — dominant − full MeZO +0.0 points over 26 pairs (CI −1.3 to 1.3, 11 wins / 12 losses,
-# two-sided p = 0.95), dominant − random layer +0.1 over 26 pairs (CI −1.5 to 1.7, 8 wins / 13 losses, one-sided
-# p = 0.67). Seven-task means: zero-shot 55.1, first-order 66.3, full MeZO 58.8, MeZO-LoRA 59.2, Sparse-MeZO
-# 58.2, dominant 59.2, dominant-LoRA 54.9, random layer 60.4. On SQuAD every ZO method learns —
-# full MeZO F1 43.1 (3 seeds), MeZO-LoRA 40.8 (3), the dominant layer 37.8 (3; lr 1e-4), Sparse-MeZO 35.9 (1),
-# a random layer 31.3 (3), LoRA on the dominant layer 26.1 (3) against zero-shot 13.2 (3 seeds), and
-# first-order AdamW 67.0 (3 seeds); the dominant layer trails full MeZO by 5.3 in 3 of 3 seeds and beats a
-# random layer by 6.6 in 3 of 3. On DROP the dominant layer is the best ZO method (F1 11.6, 2 seeds; random
-# layer 8.3 (2), MeZO-LoRA 8.0 (3), full MeZO 7.8 (2), Sparse-MeZO 7.1 (1), dominant-LoRA 6.7 (2); zero-shot 4.6,
-# first-order 13.5, 3 seeds each): +3.8 over full MeZO and +3.2 over a random layer in 2 of 2 seeds, at small
-# absolute scores. LoRA on the dominant layer alone does not move SST-2 off zero-shot
-# (52.4 in 3 of 3 seeds, MeZO-LoRA 76.4): dominant-LoRA − MeZO-LoRA −5.3 over 26 pairs (CI −8.7 to −2.2,
-# p = 0.009). **First-order
+# **SmolLM2-135M, the full protocol (`main_smollm2`, complete: 279 runs, nine tasks × eight methods × 3
+# seeds):** with each method's lr picked on seed 0's dev score, the picture does not change — dominant − full
+# MeZO +0.0 points over 27 pairs (CI −1.3 to 1.3, 11 wins / 13 losses, two-sided p = 0.98), dominant − random
+# layer +0.0 over 27 pairs (CI −1.5 to 1.6, 8 wins / 14 losses, one-sided p = 0.72). Nine-task averages:
+# zero-shot 44.8, first-order 60.5, full MeZO 51.4, MeZO-LoRA 51.4, dominant 51.4, random layer 51.3,
+# Sparse-MeZO 50.0, dominant-LoRA 46.3; seven-task means: zero-shot 55.1, first-order 66.3, full MeZO 58.8,
+# MeZO-LoRA 59.2, Sparse-MeZO 58.2, dominant 59.2, dominant-LoRA 54.9, random layer 60.4. On SQuAD every ZO
+# method learns — full MeZO F1 43.1, MeZO-LoRA 40.8, the dominant layer 37.8 (lr 1e-4), Sparse-MeZO 35.7, a
+# random layer 31.3, LoRA on the dominant layer 26.1 against zero-shot 13.2 and first-order AdamW 67.0 (3 seeds
+# each); the dominant layer trails full MeZO by 5.3 in 3 of 3 seeds and beats a random layer by 6.6 in 3 of 3.
+# On DROP the dominant layer has the best ZO mean (F1 9.8 ± 3.1; random layer 8.2, MeZO-LoRA 8.0, full MeZO
+# 7.5, Sparse-MeZO 7.1, dominant-LoRA 6.4; zero-shot 4.6, first-order 13.5; 3 seeds each): +2.3 over full MeZO
+# and +1.6 over a random layer, each in 2 of 3 seeds, at small absolute scores (its third seed, 6.2, is below
+# both). LoRA on the dominant layer alone does not move SST-2 off zero-shot (52.4 in 3 of 3 seeds, MeZO-LoRA
+# 76.4): dominant-LoRA − MeZO-LoRA −5.1 over 27 pairs (CI −8.4 to −2.1, 5 wins / 16 losses, p = 0.007).
+# **First-order
 # AdamW (3 seeds) is in another league:** SST-2 86.2, RTE 62.0, MultiRC 66.4, BoolQ 61.4, CB 68.5, COPA 61.7,
 # WSC 57.7 — 66.3 over the seven tasks against full MeZO's 58.8 — and it moves RTE (+15.4) and MultiRC
 # (+10.6), where no ZO method leaves zero-shot. On Qwen (3 seeds) it averages 66.9 against full MeZO's 62.0
@@ -306,36 +304,37 @@ display(PAPER_AVERAGES)
 # p (dominant > random) = 0.98: across both models the first outlier layer is, if anything, worse than a
 # random other layer.
 #
-# **Both lr-searched tables pooled, so far (`main_smollm2` + `main_qwen2.5-0.5b`; 51 pairs: both models'
-# seven classification tasks × 3 seeds, SmolLM2's SQuAD seeds 0–2 and DROP seeds 0–1, Qwen's SQuAD seeds 0–2
-# and DROP seed 0):** dominant − full MeZO −0.7 points (95% CI −1.8 to 0.3), 16 wins / 29 losses, two-sided
-# p = 0.11 (one-sided, dominant < full MeZO, 0.06); dominant − random layer −0.1 over 52 pairs (CI −1.3 to
-# 1.2), 18 wins / 29 losses, one-sided p = 0.83; dominant-LoRA − MeZO-LoRA −3.7 over 51 (CI −5.8 to −1.8),
-# 13 wins / 32 losses, p = 0.002. Tuning
+# **Both lr-searched tables pooled (`main_smollm2` + `main_qwen2.5-0.5b`; 54 pairs: two models × nine tasks ×
+# 3 seeds):** dominant − full MeZO −0.7 points (95% CI −1.7 to 0.3), 16 wins / 32 losses, two-sided p = 0.077
+# (one-sided, dominant < full MeZO, 0.039); dominant − random layer −0.1 (CI −1.4 to 1.1), 18 wins / 31
+# losses, one-sided p = 0.86; dominant-LoRA − MeZO-LoRA −3.6 (CI −5.6 to −1.8), 13 wins / 35 losses,
+# p = 0.001. Tuning
 # each method's lr on dev moves neither claim towards the paper.
 #
 # **"Matches", tested (the equivalence block; TOST at 5%, margins ±1 and ±2 points):** with tuned lrs,
-# SmolLM2's layer 11 is within ±2 of full MeZO (90% CI −1.1 to 1.2, p = 0.006), not within ±1 (p = 0.085);
-# Qwen's layer 2 is not within ±2 (90% CI −2.9 to −0.2, p = 0.26); pooled over both, within ±2 (p = 0.011).
-# The dominant layer is within ±2 of a random other layer on each model (p = 0.011, 0.014; pooled 90% CI −1.2
-# to 1.0, p = 0.001): at the resolution these tables have, the first outlier layer is interchangeable with a
+# SmolLM2's layer 11 is within ±2 of full MeZO (90% CI −1.1 to 1.1, p = 0.004), not within ±1 (p = 0.083);
+# Qwen's layer 2 is not within ±2 (90% CI −2.7 to −0.2, p = 0.21); pooled over both, within ±2 (p = 0.006).
+# The dominant layer is within ±2 of a random other layer on each model (p = 0.008, 0.011; pooled 90% CI −1.2
+# to 0.9, p = 0.001): at the resolution these tables have, the first outlier layer is interchangeable with a
 # random one. At one lr per method no grid is within ±2 of full MeZO (pooled p = 0.094).
 #
-# **Qwen2.5-0.5B with the lr tuned per task (`main_qwen2.5-0.5b`; the seven classification tasks complete,
-# the tuned core's 105 runs among them):** tuning narrows the gap without closing it. Seed 0 ran both lrs on
+# **Qwen2.5-0.5B with the lr tuned per task (`main_qwen2.5-0.5b`, complete: 279 runs, the tuned core's 105
+# among them):** tuning narrows the gap without closing it. Seed 0 ran both lrs on
 # every cell; 3× the probe lr won only for COPA (full MeZO, dominant), RTE (dominant), SST-2 (random layer)
-# and WSC (full MeZO). Over the seven tasks' 21 (task, seed) pairs, SQuAD's seeds 0–2 and DROP's seed 0, **dominant − full
-# MeZO −1.6 points over 25 pairs (95% CI −3.1 to 0.0), 5 wins / 17 losses, one-sided p (dominant < full MeZO)
-# = 0.012, two-sided 0.025** (21 pairs without SQuAD/DROP: −1.6, CI −3.5 to 0.2, p = 0.037 / 0.073);
+# and WSC (full MeZO). Over the nine tasks' 27 (task, seed) pairs **dominant − full
+# MeZO is −1.5 points (95% CI −2.9 to 0.0), 5 wins / 19 losses, one-sided p (dominant < full MeZO)
+# = 0.008, two-sided 0.015** (21 pairs without SQuAD/DROP: −1.6, CI −3.5 to 0.2, p = 0.037 / 0.073; SQuAD
+# −1.4 and DROP −0.5, each in 3 of 3 seeds);
 # dominant − random layer −0.3 over the seven tasks (CI −2.7 to 2.2), 7 wins / 14 losses, one-sided p
-# (dominant > random) = 0.83; with SQuAD's seeds 0–2 (layer 2 63.1, random layer 64.7) and DROP's
-# seeds 0–1 (13.3, 11.4) −0.3 over 26 (CI −2.3 to 1.7, 10 wins / 16 losses, p = 0.81). SQuAD F1 over 3 seeds:
-# MeZO-LoRA 66.4, random layer 64.7, dominant-LoRA 64.7, full MeZO 64.6, dominant 63.1 (Sparse-MeZO 64.9, 2
-# seeds; first-order 74.7, zero-shot 52.5); nine-task averages so far: zero-shot 45.9, first-order 62.5,
-# Sparse-MeZO 57.5, MeZO-LoRA 57.1, full MeZO 56.8, random layer 55.7, dominant 55.5, dominant-LoRA 55.0.
+# (dominant > random) = 0.83; with SQuAD (layer 2 63.1, random layer 64.7) and DROP (12.9, 11.7) −0.3
+# over 27 (CI −2.2 to 1.7, 10 wins / 17 losses, p = 0.83). SQuAD F1 over 3 seeds: MeZO-LoRA 66.4,
+# Sparse-MeZO 65.2, random layer 64.7, dominant-LoRA 64.7, full MeZO 64.6, dominant 63.1 (first-order 74.7,
+# zero-shot 52.5); DROP F1: Sparse-MeZO 13.8, full MeZO 13.4, MeZO-LoRA 13.2, dominant 12.9, dominant-LoRA
+# 12.1, random layer 11.7 (first-order 19.4, zero-shot 7.7); nine-task averages: zero-shot 45.9, first-order
+# 62.5, Sparse-MeZO 57.7, MeZO-LoRA 57.1, full MeZO 56.9, random layer 55.7, dominant 55.4, dominant-LoRA 55.0.
 # Over the seven tasks: zero-shot 50.4, full MeZO 62.0, dominant 60.4, random layer 60.7, first-order 66.9,
 # MeZO-LoRA 62.0, Sparse-MeZO 62.9 (the best ZO method here), dominant-LoRA 59.8 (LoRA on layer 2 −
-# MeZO-LoRA −2.1 over 25 pairs, CI −4.4 to −0.1, p = 0.085; SST-2 −13.6 in 3 of 3, RTE +4.5 in 3 of 3). One lr search
+# MeZO-LoRA −2.0 over 27 pairs, CI −4.1 to −0.1, p = 0.056; SST-2 −13.6 in 3 of 3, RTE +4.5 in 3 of 3). One lr search
 # on one seed has a cost: seed 0 picks 3e-5 for the random layer on SST-2 (dev 80.2 vs 76.2), and at 3e-5
 # seed 1's layer 11 never improves its dev loss (best step 0: it keeps the zero-shot 60.0, where 1e-5
 # reached 83.0) — MeZO's one-seed protocol, kept here.

@@ -192,6 +192,10 @@ if len(ablations):
 #   reaches 76.8 at 3e-4 (+5.2 over layer 11 alone, CI 3.8 to 7.2, 3 of 3 seeds) and 73.5 at 1e-4 (+2.0,
 #   3 of 3)**, while 2 + 11 reaches 72.2 at 3e-4 (+0.7, 1 of 3) and 70.4 at 1e-4 (−1.1). Adding the last
 #   layer helps; adding the loose-rule layer 2 does not. The loose-rule layer alone: 56.7 (−14.9, 3 of 3).
+#   **Caveat, from notebook 01's per-layer lr sweep:** the whole layer 11 at 3e-4 reaches 78.7 and 78.6
+#   (seeds 0–1), what the top-1% channels (78.9) and the MLP (77.0) reach at 1e-3. Fewer perturbed
+#   parameters act like a smaller step, so much of "less is more" is step size; the variants ran at 1e-3
+#   only.
 #   ε 1e-4 and 1e-2 land within 0.4 points of 1e-3; lr 1e-4 reads as 1e-3 (70.9 vs 71.6), 1e-5 stays near
 #   zero-shot (56.0) and 1e-2 keeps the zero-shot checkpoint (51.6). With 3 pairs a two-sided Wilcoxon test
 #   cannot go below p = 0.25: the CIs and the 3-of-3 counts carry these rows. On COPA the whole dominant

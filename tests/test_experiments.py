@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from dlzo.errors import DlzoError
-from dlzo.experiments import ResultsStore, RunConfig, expand_grid, run_grid, select_lr
+from dlzo.experiments import ResultsStore, RunConfig, expand_grid, run_grid, seeds_with_every_lr, select_lr
 
 METHODS = {"full": {"lr": [1e-6, 1e-7], "eps": 1e-3}, "layer": {"lr": 1e-4, "layers": [11]}}
 
@@ -229,6 +229,20 @@ def test_select_lr_uses_dev_not_test():
     assert set(select_lr(df)["lr"]) == {1e-6}
     assert set(select_lr(df, by="dev_loss")["lr"]) == {1e-7}
     assert len(select_lr(df)) == 3
+
+
+def test_seeds_with_every_lr_keeps_an_unfinished_lr_grid_even():
+    rows = [{"model": "m", "task": "t", "method": "layer", "options": f'{{"layers": [{layer}]}}', "seed": seed,
+             "lr": lr, "dev_score": 50.0}
+            for layer in (0, 1) for lr in (1e-4, 1e-3) for seed in (0, 1, 2)
+            if not (lr == 1e-4 and seed == 2) and not (layer == 1 and lr == 1e-4 and seed == 1)]
+    df = pd.DataFrame(rows)
+    assert seeds_with_every_lr(df) == [0]
+    # a group that only ever ran one lr constrains nothing beyond its own seeds
+    assert seeds_with_every_lr(df[df["lr"] == 1e-3]) == [0, 1, 2]
+    assert seeds_with_every_lr(df.iloc[:0]) == []
+    with pytest.raises(DlzoError, match="'seed' and 'lr'"):
+        seeds_with_every_lr(df.drop(columns="seed"))
 
 
 def test_duplicate_runs_in_grid_are_refused():
