@@ -457,7 +457,7 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
              before_run: Callable[[RunConfig], object] | None = None, keep_going: bool = False,
              lr_search_seeds: list[int] | None = None, poll_s: float = 5.0,
              sleep: Callable[[float], object] | None = None, first: Iterable[str] = (),
-             unresumable: Iterable[str] = ()) -> dict:
+             unresumable: Iterable[str] = (), adopt_from: Iterable[str | Path] = ()) -> dict:
     """Run every not-yet-finished run of this shard; stop starting new runs once ``time_budget_s`` is spent
     (at least one run always starts, so every chunk of a long sweep makes progress).
 
@@ -491,9 +491,15 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
     are skipped. Fixed shards (no ``claims``) never wait for other shards: what they cannot start yet stays
     held back for the next call.
 
+    ``adopt_from`` (results folders of other grids, as ``dlzo sweep --adopt``): a run about to start whose key
+    one of them has finished is copied from there instead of run (claimed first, so no other worker runs it).
+    A sweep adopts what is ready before it starts; this catches the held-back runs an lr search readies later,
+    e.g. the other seeds at an lr that the search picks again.
+
     Returns counts: ``{"done_before", "ran", "left", "failed"}`` (``left``: unfinished runs nobody has started),
     and with ``lr_search_seeds`` also ``"held"`` (held-back runs of the whole grid not ready at the end) and
-    ``"undecided"`` (those of them skipped because a search run of their cell failed).
+    ``"undecided"`` (those of them skipped because a search run of their cell failed); with ``adopt_from`` also
+    ``"adopted"`` (runs copied instead of run).
     """
     index, count = shard
     if not 0 <= index < count:
@@ -503,6 +509,10 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
     mine = ordered if claims is not None else [r for i, r in enumerate(ordered) if i % count == index]
     staged = lr_search_seeds is not None
     failed_here: set[str] = set()  # runs this worker saw fail (keep_going)
+    keys = {r.key for r in runs}
+    adoptable = {row["key"]: row for source in adopt_from for row in ResultsStore(source).rows()
+                 if row.get("key") in keys}
+    adopted = 0
 
     if staged:
         search_keys = [r.key for cell in plan_lr_search(runs, lr_search_seeds, []).search.values() for r in cell]
@@ -541,6 +551,11 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
             if before_run is not None:
                 before_run(config)
             if claims is not None and not claim(claims, config.key):
+                continue
+            if config.key in adoptable:  # another grid finished this very run: copy it, do not run it again
+                store.append(adoptable[config.key], shard=index)
+                adopted += 1
+                bar.update(1)
                 continue
             metrics = None
             try:
@@ -589,13 +604,15 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
         ready = {r.key for r in plan.ready}
         unfinished = [r for r in mine if r.key in ready and r.key not in done]
         left = len(unfinished) if claims is None else sum(not (Path(claims) / r.key).exists() for r in unfinished)
-        return {"done_before": done_before, "ran": ran, "left": left, "failed": failed, "held": len(plan.held),
-                "undecided": plan.held_in(plan.undecidable)}
-    if claims is None:
-        left = len(todo) - ran
+        counts = {"done_before": done_before, "ran": ran, "left": left, "failed": failed,
+                  "held": len(plan.held), "undecided": plan.held_in(plan.undecidable)}
     else:
-        left = sum(1 for r in todo if not (Path(claims) / r.key).exists())
-    return {"done_before": done_before, "ran": ran, "left": left, "failed": failed}
+        if claims is None:
+            left = len(todo) - ran - adopted
+        else:
+            left = sum(1 for r in todo if not (Path(claims) / r.key).exists())
+        counts = {"done_before": done_before, "ran": ran, "left": left, "failed": failed}
+    return {**counts, "adopted": adopted} if adoptable else counts
 
 
 def _best_lrs(df: pd.DataFrame, by: str, group: list[str], higher_is_better: bool | None) -> pd.DataFrame:

@@ -312,7 +312,8 @@ display(PAPER_AVERAGES)
 # each method's lr on dev moves neither claim towards the paper. A caveat on that tuning: each method searched
 # two lrs a decade (full MeZO: 3×) apart, and notebook 01's per-layer lr sweep puts layer 11's SST-2 optimum
 # at 3e-4, between the dominant grid's 1e-4 and 1e-3 (78.7 and 78.6 there, seeds 0–1, against 70.9 at 1e-4
-# in `main_smollm2`); a finer lr grid for every method is the fairer test, not run yet.
+# in `main_smollm2`); a finer lr grid for every method is the fairer test
+# (`experiments/main_finer_lr_smollm2.yaml`, not run yet).
 #
 # **"Matches", tested (the equivalence block; TOST at 5%, margins ±1 and ±2 points):** with tuned lrs,
 # SmolLM2's layer 11 is within ±2 of full MeZO (90% CI −1.1 to 1.1, p = 0.004), not within ±1 (p = 0.083);

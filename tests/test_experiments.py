@@ -405,6 +405,30 @@ def test_lr_search_seeds_run_every_lr_on_the_search_seed_and_the_picked_lr_on_th
     assert run_grid(runs, store, _favours_small_lr, progress=False, lr_search_seeds=[0])["ran"] == 0
 
 
+def test_runs_an_lr_search_readies_later_are_adopted_not_rerun(tmp_path):
+    """A finer lr grid adopting a coarser one: seed 0 searches a new lr too, and where the old pick wins again,
+    seeds 1-2 at that lr are the other grid's finished runs, copied when the search readies them."""
+    from dlzo.experiments import grid_runs
+
+    coarse = ResultsStore(tmp_path / "coarse")
+    run_grid(grid_runs(SEARCH_GRID), coarse, _favours_small_lr, progress=False, lr_search_seeds=[0])
+    finer = {**SEARCH_GRID, "methods": {"dominant": {"lr": [1e-4, 3e-4, 1e-3]}}}
+    runs = grid_runs(finer)
+    for claims in (None, _claims(tmp_path / "claims")):
+        store, calls = ResultsStore(tmp_path / f"finer-{claims is None}"), []
+        def run_fn(config, calls=calls):
+            calls.append((config.seed, config.lr))
+            return _favours_small_lr(config)
+
+        counts = run_grid(runs, store, run_fn, progress=False, lr_search_seeds=[0], adopt_from=[coarse.folder],
+                          claims=claims)
+        assert calls == [(0, 3e-4)]  # the only run no grid has finished
+        assert counts["ran"] == 1 and counts["adopted"] == 4 and counts["left"] == 0 and counts["held"] == 0
+        assert store.done_keys() == coarse.done_keys() | {r.key for r in runs if (r.seed, r.lr) == (0, 3e-4)}
+        rows = {row["key"]: row for row in store.rows()}
+        assert all(rows[row["key"]] == row for row in coarse.rows())  # copied as they were
+
+
 def test_lr_search_leaves_single_lr_methods_alone_and_ties_go_to_the_smaller_lr(tmp_path):
     from dlzo.experiments import cell_of, grid_runs, plan_lr_search
 

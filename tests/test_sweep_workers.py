@@ -37,6 +37,9 @@ def test_workers_get_every_setting_and_their_shard():
     assert "--claims" not in text and "--tasks" not in text
     assert "--tasks sst2,rte " in " ".join(worker_command(_args(tasks="sst2,rte"), "results/g", 0, 2))
     assert " --claims /tmp/c --shard 0/2" in " ".join(worker_command(_args(), "results/g", 0, 2, "/tmp/c"))
+    assert "--adopt" not in text  # the workers adopt what an lr search readies later, from the same folders
+    adopting = " ".join(worker_command(_args(adopt=["results/a", "results/b"]), "results/g", 0, 2, "/tmp/c"))
+    assert "--adopt results/a --adopt results/b --claims /tmp/c" in adopting
 
 
 def test_workers_spread_over_the_gpus_of_a_box_one_gpu_each(monkeypatch):

@@ -59,7 +59,8 @@ def add_parser(sub) -> None:
                    "start runs that cannot fit")
     p.add_argument("--adopt", action="append", default=[], metavar="FOLDER",
                    help="first copy the rows of this results folder whose run (same key: same settings) belongs to "
-                   "this grid, e.g. a smaller grid's finished runs (repeatable)")
+                   "this grid, e.g. a smaller grid's finished runs (repeatable); runs an lr search readies later are "
+                   "copied from there too when their turn comes, instead of run again")
     p.add_argument("--keep-going", action="store_true",
                    help="a run that fails (other than running out of GPU memory, which is retried) is noted in "
                    "<results>/failed.jsonl and the sweep goes on; the exit status says how many failed")
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                         "those rows (--dtype, --tf32) or into another --results folder.")
     search_seeds = grid_search_seeds(grid)
     runs = grid_runs(grid, layers_of=layer_count)  # an every-layer grid reads its layer counts from configs, no weights
-    if args.adopt:  # before any worker starts
+    if args.adopt and args.claims is None:  # before any worker starts (a worker, with --claims, adopts lazily)
         keys = {r.key for r in runs}
         for source in args.adopt:
             theirs = [r for r in ResultsStore(source).rows() if r.get("key") in keys]
@@ -178,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     counts = run_grid(runs, store, context.run, shard=_parse_shard(args.shard), time_budget_s=args.time_budget,
                       progress=args.progress, claims=args.claims, before_run=before_run,
                       keep_going=args.keep_going, lr_search_seeds=search_seeds, first=cut_off_runs(args.run_logs),
-                      unresumable=unresumable_runs(runs) if args.run_logs else ())
+                      unresumable=unresumable_runs(runs) if args.run_logs else (), adopt_from=args.adopt)
     elapsed = time.perf_counter() - start
     rate = counts["ran"] / elapsed * 3600 if elapsed > 0 else 0.0
     held = ""
@@ -188,7 +189,9 @@ def run(args: argparse.Namespace) -> int:
             held += (f", of which {counts['undecided']} skipped because a search run of their cell failed in this "
                      "sweep (a rerun tries again)")
     print(f"{grid['name']} shard {args.shard}: ran {counts['ran']}, done before {counts['done_before']}, "
-          f"left {counts['left']}, failed {counts['failed']}{held} ({elapsed:.0f} s, {rate:.0f} runs/hour) -> {folder}")
+          f"left {counts['left']}, failed {counts['failed']}{held}"
+          f"{', adopted ' + str(counts['adopted']) if counts.get('adopted') else ''} ({elapsed:.0f} s, "
+          f"{rate:.0f} runs/hour) -> {folder}")
     if counts["failed"]:
         raise DlzoError(f"{counts['failed']} runs failed (see {Path(folder) / 'failed.jsonl'}); fix the cause and "
                         "rerun the same command (finished runs are kept).")
@@ -270,6 +273,8 @@ def worker_command(args: argparse.Namespace, folder: str, index: int, count: int
                                    ("--tf32", getattr(args, "tf32", False)),
                                    ("--no-loop-graphs", not getattr(args, "loop_graphs", True)),
                                    ("--keep-going", getattr(args, "keep_going", False))) if on]
+    for source in getattr(args, "adopt", None) or []:  # runs an lr search readies later are adopted, not rerun
+        base += ["--adopt", str(source)]
     if claims is not None:
         base += ["--claims", str(claims)]
     return base + ["--shard", f"{index}/{count}"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 LOG_DIRS = {"lsweep": "layer_sweep_smollm2", "qsweep": "layer_sweep_qwen2.5-0.5b",
             "qcore": "main_core_qwen2.5-0.5b", "main": "main_smollm2", "abl": "ablations_smollm2",
-            "lrsweep": "layer_lr_sweep_smollm2", "qmain": "main_qwen2.5-0.5b"}
+            "lrsweep": "layer_lr_sweep_smollm2", "qmain": "main_qwen2.5-0.5b", "finer": "main_finer_lr_smollm2"}
 # grids whose runs all belong to a larger grid that now runs them: their rows are copied back after the merge
 # (dlzo sweep SMALL --adopt results/LARGE --list), so the smaller grid's table grows with the larger one
 BACKFILL = {"main_core_tuned_qwen2.5-0.5b": "main_qwen2.5-0.5b"}

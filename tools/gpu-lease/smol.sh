@@ -1,5 +1,6 @@
 # Background chains on the box (started by start.sh with setsid), side by side:
-#   A: the ZO every-layer sweep (SST-2, COPA, RTE), then the main table (main_smollm2, adopting main_core's runs)
+#   A: the ZO every-layer sweep (SST-2, COPA, RTE), then the main table (main_smollm2, adopting main_core's runs),
+#      then its finer lr grid on the classification tasks (main_finer_lr_smollm2)
 #   B: the ablations, the RTE/COPA controls, the first-order every-layer sweep (SST-2), then every layer with
 #      its own lr (SST-2)
 # SMOL_WORKERS workers in all (10 beside the Qwen chain on one GPU, 10 or 14 per GPU on an x2 box), SMOL_SHARE_A
@@ -20,6 +21,11 @@ chain_a() {
     --adopt /root/res/main_core_smollm2 --run-logs /root/logs/main --parallel $NA $G
   date; python3 -m dlzo sweep experiments/main_smollm2.yaml --results /root/res/main_smollm2 \
     --run-logs /root/logs/main --parallel $NA $G
+  # then the finer lr grid of the claims' three methods on the classification tasks (session 21: the per-layer lr
+  # sweep put layer 11's SST-2 optimum between main_smollm2's two lrs); main_smollm2's runs at the shared lrs
+  # are adopted, also those its lr search readies later
+  date; python3 -m dlzo sweep experiments/main_finer_lr_smollm2.yaml --results /root/res/main_finer_lr_smollm2 \
+    --adopt /root/res/main_smollm2 --run-logs /root/logs/finer --parallel $NA $G
   date; echo CHAIN A DONE
 }
 chain_b() {
