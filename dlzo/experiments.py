@@ -498,8 +498,8 @@ def run_grid(runs: list[RunConfig], store: ResultsStore, run_fn: Callable[[RunCo
 
     Returns counts: ``{"done_before", "ran", "left", "failed"}`` (``left``: unfinished runs nobody has started),
     and with ``lr_search_seeds`` also ``"held"`` (held-back runs of the whole grid not ready at the end) and
-    ``"undecided"`` (those of them skipped because a search run of their cell failed); with ``adopt_from`` also
-    ``"adopted"`` (runs copied instead of run).
+    ``"undecided"`` (those of them skipped because a search run of their cell failed); where ``adopt_from``
+    holds runs of this grid, also ``"adopted"`` (runs copied instead of run).
     """
     index, count = shard
     if not 0 <= index < count:
@@ -623,6 +623,11 @@ def _best_lrs(df: pd.DataFrame, by: str, group: list[str], higher_is_better: boo
     return means.drop_duplicates(group, keep="first")[group + ["lr"]]
 
 
+def _lr_groups(df: pd.DataFrame) -> list[str]:
+    """The columns whose values make one lr search: (model, task, method, options), those the table has."""
+    return [c for c in ("model", "task", "method", "options") if c in df]
+
+
 def seeds_with_every_lr(df: pd.DataFrame, group: list[str] | None = None) -> list[int]:
     """The seeds on which every lr of every (model, task, method, options) group has a row.
 
@@ -634,7 +639,7 @@ def seeds_with_every_lr(df: pd.DataFrame, group: list[str] | None = None) -> lis
         return []
     if "seed" not in df or "lr" not in df:
         raise DlzoError("The results table needs 'seed' and 'lr' columns to find the seeds every lr has run on.")
-    group = group or [c for c in ("model", "task", "method", "options") if c in df]
+    group = group or _lr_groups(df)
     cells = df.groupby(group + ["lr"], dropna=False)["seed"].agg(lambda seeds: frozenset(seeds.tolist()))
     common = frozenset.intersection(*cells.tolist())
     return sorted(int(seed) for seed in common)
@@ -651,7 +656,7 @@ def select_lr(df: pd.DataFrame, by: str = "dev_score", group: list[str] | None =
     """
     if df.empty:
         return df
-    group = group or [c for c in ("model", "task", "method", "options") if c in df]
+    group = group or _lr_groups(df)
     if by not in df:
         raise DlzoError(f"The results table has no column {by!r} to select the lr by.")
     choosing = df

@@ -13,7 +13,7 @@ The paper's main claim is a comparison of averages over nine tasks; ours is made
 * :func:`pooled_claims` — the same tests pooled over grids of one design (e.g. two models);
 * :func:`equivalence_tests` — "matches" tested as a claim of its own: two one-sided tests (TOST) that the
   dominant layer is within ±margin points of full MeZO, per grid and pooled over grids, with the tightest
-  margin the data supports (:func:`dlzo.stats.paired_equivalence`);
+  margin the data supports (:func:`dlzo.stats.equivalence_test`);
 * :func:`step_zero_picks` — the trained runs whose lowest-dev-loss checkpoint was the untouched model (they
   report zero-shot), and, where a row carries its ``dev_curve``, whether a later checkpoint scored higher;
 * :data:`PAPER_AVERAGES` — the paper's nine-task averages (LLaMA2-7B, Qwen3-8B), shown for context only;
@@ -31,7 +31,13 @@ import pandas as pd
 
 from .errors import DlzoError
 from .experiments import grid_runs, grid_search_seeds, plan_lr_search, select_lr
-from .stats import COMPARISON_COLUMNS, format_mean_std, paired_comparison_if_possible, paired_equivalence
+from .stats import (
+    COMPARISON_COLUMNS,
+    equivalence_test,
+    format_mean_std,
+    pair_runs,
+    paired_comparison_if_possible,
+)
 
 # the table's column order: no training, first order, full-model ZO, the paper's method and its controls
 METHOD_ORDER = ("zero_shot", "fo_full", "mezo_full", "mezo_lora", "sparse_mezo", "dominant", "dominant_lora",
@@ -168,21 +174,21 @@ def equivalence_tests(tables: dict[str, pd.DataFrame], margins=(1.0, 2.0), a: st
     ci_low / ci_high (the ``1 − 2·alpha`` bootstrap CI), smallest_margin, margin, p_value (TOST), equivalent."""
     if not tables:
         raise DlzoError("Pass at least one grid's results to test.")
+    for table in tables.values():
+        _check(table)
     groups = dict(tables)
     if len(tables) > 1:
         groups[" + ".join(tables)] = pd.concat(list(tables.values()), ignore_index=True)
     rows = []
     for b in against:
         for name, table in groups.items():
-            _check(table)
             if not {a, b} <= set(table["method"]):
                 continue
-            for margin in margins:
-                try:
-                    result = paired_equivalence(table, a, b, margin, ["model", "task", "seed"], metric, alpha)
-                except DlzoError:  # no (task, seed) has both methods yet
-                    break
-                rows.append({"grids": name, **result})
+            paired = pair_runs(table, a, b, ["model", "task", "seed"], metric)  # once for every margin
+            if paired.empty:  # no (task, seed) has both methods yet
+                continue
+            rows += [{"grids": name, "a": a, "b": b, **equivalence_test(paired["diff"], margin, alpha)}
+                     for margin in margins]
     return pd.DataFrame(rows, columns=["grids", "a", "b", "n_pairs", "mean_diff", "ci_low", "ci_high",
                                        "smallest_margin", "margin", "p_value", "equivalent"])
 

@@ -238,8 +238,8 @@ if len(controls):
 
 # %% tags=["nbval-check-output"]
 lr_grid, lr_table = grid_results(lr_sweep_grid)
-lr_seeds = seeds_with_every_lr(lr_table) if len(lr_table) else []
-if len(lr_table) and lr_table["lr"].nunique() > 1 and lr_seeds:
+lr_seeds = seeds_with_every_lr(lr_table)  # none for an empty table
+if lr_seeds and lr_table["lr"].nunique() > 1:
     lr_model = lr_grid["models"][0]
     _, lr_fixed, lr_strict, lr_loose = sweeps[lr_model]
     lr_task = lr_grid["tasks"][0]

@@ -203,6 +203,8 @@ def test_equivalence_tests_per_grid_and_pooled_per_margin_and_method():
     assert equivalence_tests({"copa": only_copa}).empty
     with pytest.raises(DlzoError, match="at least one"):
         equivalence_tests({})
+    with pytest.raises(DlzoError, match="margin must be a positive"):  # refused, not read as "no pairs"
+        equivalence_tests({"small": small}, margins=(0.0,))
 
 
 def test_ordered_methods_puts_the_papers_methods_first_then_the_rest_as_given():
